@@ -1,0 +1,64 @@
+// Prometheus series of SPEC section 8, in a registry per process (tests make their own).
+import { Counter, Histogram, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'gatehouse_requests_total',
+    help: 'Requests answered, by route and status',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'gatehouse_auth_failures_total',
+    help: 'Refused credentials, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimitRefusals = new Counter({
+    name: 'gatehouse_rate_limit_refusals_total',
+    help: 'Requests refused by a rate-limit policy',
+    labelNames: ['policy'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimitStoreErrors = new Counter({
+    name: 'gatehouse_rate_limit_store_errors_total',
+    help: 'Rate-limit store calls that failed or timed out, by the onError outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamLatency = new Histogram({
+    name: 'gatehouse_upstream_duration_seconds',
+    help: 'Time from forwarding a request until the upstream response headers arrived',
+    labelNames: ['upstream'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly jwksFetches = new Counter({
+    name: 'gatehouse_jwks_fetches_total',
+    help: 'JWKS fetches, by provider and outcome (ok | error)',
+    labelNames: ['provider', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly reloads = new Counter({
+    name: 'gatehouse_config_reloads_total',
+    help: 'Config reloads, by outcome (ok | invalid | restart_required)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly verifiedTokenCache = new Counter({
+    name: 'gatehouse_verified_token_cache_total',
+    help: 'Verified-token cache lookups, by result (hit | miss)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: 'gatehouse_requests_in_flight',
+    help: 'Requests being handled',
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaults?: boolean } = {}) {
+    if (options.defaults) collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_' });
+  }
+}
