@@ -1,5 +1,7 @@
 // The one error type of the request path: stable code + status, rendered to JSON in one place (sendError).
+import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 export type ErrorCode =
   | 'bad_request'
@@ -9,10 +11,12 @@ export type ErrorCode =
   | 'insufficient_scope'
   | 'not_found'
   | 'request_header_fields_too_large'
+  | 'request_timeout'
   | 'rate_limit_exceeded'
   | 'bad_gateway'
   | 'service_unavailable'
-  | 'gateway_timeout';
+  | 'gateway_timeout'
+  | 'internal_error';
 
 const STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -22,10 +26,12 @@ const STATUS: Record<ErrorCode, number> = {
   insufficient_scope: 403,
   not_found: 404,
   request_header_fields_too_large: 431,
+  request_timeout: 408,
   rate_limit_exceeded: 429,
   bad_gateway: 502,
   service_unavailable: 503,
   gateway_timeout: 504,
+  internal_error: 500,
 };
 
 const REALM = 'Bearer realm="gatehouse"';
@@ -56,13 +62,17 @@ export class ProxyError extends Error {
 
 export const isProxyError = (e: unknown): e is ProxyError => e instanceof ProxyError;
 
+export function errorBody(err: ProxyError, requestId: string): string {
+  return JSON.stringify({ error: err.code, message: err.message, status: err.status, request_id: requestId });
+}
+
 /** Writes the SPEC section 6 JSON body. The only place an error becomes a response. */
 export function sendError(res: ServerResponse, err: ProxyError, requestId: string, extraHeaders?: Record<string, string | number>): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = JSON.stringify({ error: err.code, message: err.message, status: err.status, request_id: requestId });
+  const body = errorBody(err, requestId);
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
@@ -75,4 +85,16 @@ export function sendError(res: ServerResponse, err: ProxyError, requestId: strin
   if (err.headers) Object.assign(headers, err.headers);
   res.writeHead(err.status, headers);
   res.end(body);
+}
+
+/** Writes a JSON error straight to a socket (no ServerResponse exists for parse errors and refused upgrades). */
+export function rejectOnSocket(socket: Socket, err: ProxyError, requestId: string = randomUUID(), extra: Record<string, string> = {}): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = errorBody(err, requestId);
+  const lines = [`HTTP/1.1 ${err.status} ${err.code.replace(/_/g, ' ')}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${requestId}`, 'connection: close'];
+  for (const [k, v] of Object.entries({ ...extra, ...err.headers })) lines.push(`${k}: ${v}`);
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
 }

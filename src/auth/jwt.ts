@@ -1,0 +1,248 @@
+// Verifies JWTs against the configured providers (selected by `iss`) and caches verified identities.
+import { createHash, createPublicKey } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTPayload } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { Authenticator, Credential } from './authenticator.js';
+import type { Identity } from './identity.js';
+import type { JwtProviderConfig } from '../config/types.js';
+import type { Clock } from '../clock.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { Logger } from '../observe/logger.js';
+import { ProxyError, isProxyError } from '../http/errors.js';
+import { JwksKeySet } from './jwks-cache.js';
+import { compileIdentityMapper, type IdentityMapper } from './jwt-identity.js';
+import { validateProviderAlgorithms } from './jwt-algorithms.js';
+
+export { validateProviderAlgorithms } from './jwt-algorithms.js';
+
+export interface JwtAuthenticator extends Authenticator {
+  readonly kind: 'jwt';
+  /** Provider names, in config order; a verified identity's keyId is one of them. */
+  readonly providerNames: readonly string[];
+  authenticate(credential: Credential): Promise<Identity>;
+  /** Resolves once every JWKS had its first load attempt (successful or not); never rejects. */
+  whenLoaded(): Promise<void>;
+}
+
+export interface JwtAuthenticatorDeps {
+  clock: Clock;
+  metrics?: Metrics;
+  logger: Logger;
+  /** Verified tokens kept in memory; 0 disables the cache. */
+  cacheSize?: number;
+  /** Upper bound of one JWKS fetch; default 5s. */
+  jwksFetchTimeoutMs?: number;
+}
+
+interface CompiledProvider {
+  readonly name: string;
+  readonly algorithms: ReadonlySet<string>;
+  readonly options: Readonly<JWTVerifyOptions>;
+  readonly getKey: JWTVerifyGetKey;
+  readonly toIdentity: IdentityMapper;
+  readonly jwks: JwksKeySet | null;
+  /** Longest a verified token is trusted from cache: a key dropped from the JWKS stops counting after one refresh. */
+  readonly cacheTtlMs: number;
+}
+
+interface CachedIdentity {
+  readonly identity: Identity;
+  readonly validUntil: number;
+}
+
+const DEFAULT_CACHE_SIZE = 10_000;
+/** Bigger headers are not a JWT anyone issues; refusing them keeps looksLikeJwt cheap. */
+const MAX_HEADER_CHARS = 4096;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+const invalid = (message: string, reason: string) => new ProxyError('invalid_token', message, reason);
+const malformed = () => invalid('the token is not a well-formed JWT', 'malformed');
+
+/** SPEC section 3: three base64url parts, the first a JSON object with a string `alg`. Never throws. */
+export function looksLikeJwt(value: string): boolean {
+  const parts = value.split('.');
+  if (parts.length !== 3) return false;
+  const [header, payload, signature] = parts;
+  // An empty signature still counts, so an unsigned token is refused as a JWT with a precise reason.
+  if (header.length > MAX_HEADER_CHARS || !BASE64URL.test(header) || !BASE64URL.test(payload)) return false;
+  if (signature !== '' && !BASE64URL.test(signature)) return false;
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) && typeof (parsed as { alg?: unknown }).alg === 'string';
+  } catch {
+    return false;
+  }
+}
+
+/** jose errors to ProxyError by class code and claim name, never by message text. */
+function toProxyError(err: unknown, provider: string, logger: Logger): ProxyError {
+  if (isProxyError(err)) return err;
+  if (err instanceof errors.JWTExpired) return new ProxyError('token_expired', 'the token has expired', 'token_expired');
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === 'exp' && err.reason === 'missing') return invalid('the token must carry an expiry (exp)', 'missing_exp');
+    if (err.claim === 'aud') return invalid('the token audience is not accepted here', 'wrong_audience');
+    if (err.claim === 'iss') return invalid('the token issuer is not trusted', 'unknown_issuer');
+    if (err.claim === 'nbf' && err.reason === 'check_failed') return invalid('the token is not valid yet (nbf)', 'not_yet_valid');
+    return invalid('the token has an invalid claim', 'invalid_claims');
+  }
+  if (err instanceof errors.JOSEError) {
+    switch (err.code) {
+      case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+        return invalid('the token signature is invalid', 'bad_signature');
+      case 'ERR_JOSE_ALG_NOT_ALLOWED':
+        return invalid('the token signing algorithm is not allowed', 'alg_not_allowed');
+      case 'ERR_JOSE_NOT_SUPPORTED':
+        return invalid('the token uses an unsupported algorithm or header extension', 'unsupported');
+      case 'ERR_JWKS_NO_MATCHING_KEY':
+        return invalid('the token was signed with an unknown key', 'unknown_kid');
+      case 'ERR_JWS_INVALID':
+      case 'ERR_JWT_INVALID':
+        return malformed();
+    }
+  }
+  // Not a token problem we know: keep the detail in the logs (never the token), refuse the token.
+  logger.warn({ provider, error: (err as Error)?.name, code: (err as { code?: unknown })?.code }, 'JWT verification failed unexpectedly');
+  return invalid('the token could not be verified', 'verification_error');
+}
+
+function compileProvider(p: JwtProviderConfig, deps: JwtAuthenticatorDeps): CompiledProvider {
+  const problems = validateProviderAlgorithms(p);
+  if (problems.length > 0) throw new Error(`JWT provider "${p.name}": ${problems.join('; ')}`);
+  let getKey: JWTVerifyGetKey;
+  let jwks: JwksKeySet | null = null;
+  if (p.secret !== undefined) {
+    const secret = new TextEncoder().encode(p.secret);
+    getKey = async () => secret;
+  } else if (p.publicKey !== undefined) {
+    const key = createPublicKey(p.publicKey);
+    getKey = async () => key;
+  } else {
+    const source = p.jwksUrl !== undefined ? { kind: 'url' as const, url: p.jwksUrl } : { kind: 'file' as const, path: p.jwksFile as string };
+    jwks = new JwksKeySet({
+      provider: p.name,
+      source,
+      cooldownMs: p.jwksCooldownMs,
+      maxAgeMs: p.jwksCacheMaxAgeMs,
+      fetchTimeoutMs: deps.jwksFetchTimeoutMs,
+      clock: deps.clock,
+      metrics: deps.metrics,
+      logger: deps.logger,
+    });
+    getKey = jwks.getKey;
+  }
+  return {
+    name: p.name,
+    algorithms: new Set(p.algorithms),
+    options: Object.freeze({
+      issuer: p.issuer,
+      audience: [...p.audience],
+      algorithms: [...p.algorithms],
+      requiredClaims: ['exp'],
+      clockTolerance: p.clockToleranceMs / 1000,
+    }),
+    getKey,
+    toIdentity: compileIdentityMapper(p),
+    jwks,
+    cacheTtlMs: p.jwksCacheMaxAgeMs,
+  };
+}
+
+export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: JwtAuthenticatorDeps): JwtAuthenticator {
+  const { clock, metrics, logger } = deps;
+  const compiled: CompiledProvider[] = [];
+  try {
+    for (const p of providers) compiled.push(compileProvider(p, deps));
+  } catch (err) {
+    for (const c of compiled) c.jwks?.close();
+    throw err;
+  }
+  // Several providers may share an issuer (one IdP, two audiences): they are tried in config order.
+  const byIssuer = new Map<string, CompiledProvider[]>();
+  providers.forEach((p, i) => byIssuer.set(p.issuer, [...(byIssuer.get(p.issuer) ?? []), compiled[i]]));
+  const cacheSize = deps.cacheSize ?? DEFAULT_CACHE_SIZE;
+  const cache = cacheSize > 0 ? new LRUCache<string, CachedIdentity>({ max: cacheSize }) : null;
+
+  function decode(token: string): { alg: unknown; crit: unknown; iss: unknown } {
+    try {
+      const header = decodeProtectedHeader(token);
+      return { alg: header.alg, crit: header.crit, iss: decodeJwt(token).iss };
+    } catch {
+      throw malformed();
+    }
+  }
+
+  async function verifyWith(p: CompiledProvider, token: string, alg: string): Promise<JWTPayload> {
+    // Checked before any key lookup, so a disallowed alg can never cause a JWKS fetch.
+    if (!p.algorithms.has(alg)) throw invalid('the token signing algorithm is not allowed', 'alg_not_allowed');
+    const options = { ...p.options, currentDate: new Date(clock.now()) };
+    try {
+      return (await jwtVerify(token, p.getKey, options)).payload;
+    } catch (err) {
+      if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw toProxyError(err, p.name, logger);
+      // A token without kid against a set with several keys of its type: try each (jose's documented way).
+      for await (const key of err) {
+        try {
+          return (await jwtVerify(token, key, options)).payload;
+        } catch (inner) {
+          if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw toProxyError(inner, p.name, logger);
+        }
+      }
+      throw invalid('the token signature is invalid', 'bad_signature');
+    }
+  }
+
+  async function verify(token: string): Promise<Identity> {
+    const { alg, crit, iss } = decode(token);
+    if (typeof alg !== 'string') throw malformed();
+    // We implement no JWS extension, so any critical one must be refused (RFC 7515 section 4.1.11).
+    if (crit !== undefined) throw invalid('the token requires an unsupported header extension (crit)', 'unsupported_crit');
+    const candidates = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
+    if (!candidates) throw invalid('the token issuer is not trusted', 'unknown_issuer');
+    let firstError: ProxyError | undefined;
+    for (const p of candidates) {
+      try {
+        return p.toIdentity(await verifyWith(p, token, alg));
+      } catch (err) {
+        const e = toProxyError(err, p.name, logger);
+        // With shared issuers, "wrong audience" from one provider says less than another's specific error.
+        if (!firstError || (firstError.reason === 'wrong_audience' && e.reason !== 'wrong_audience')) firstError = e;
+      }
+    }
+    throw firstError as ProxyError;
+  }
+
+  function remember(key: string, identity: Identity): void {
+    const provider = compiled.find((c) => c.name === identity.keyId);
+    const now = clock.now();
+    const validUntil = Math.min(identity.expiresAt ?? now, now + (provider?.cacheTtlMs ?? 0));
+    if (cache && validUntil > now) cache.set(key, { identity, validUntil }, { ttl: validUntil - now });
+  }
+
+  return {
+    kind: 'jwt',
+    providerNames: Object.freeze(compiled.map((c) => c.name)),
+    async authenticate(credential: Credential): Promise<Identity> {
+      if (credential.kind !== 'jwt') throw invalid('this credential is not a JWT', 'wrong_credential_kind');
+      const token = credential.token;
+      const key = cache ? createHash('sha256').update(token).digest('base64url') : '';
+      const hit = cache?.get(key);
+      // lru-cache ages entries on the real clock; the injected clock decides expiry so both agree with jose.
+      if (hit && hit.validUntil > clock.now()) {
+        metrics?.verifiedTokenCache.inc({ result: 'hit' });
+        return hit.identity;
+      }
+      if (hit) cache?.delete(key);
+      if (cache) metrics?.verifiedTokenCache.inc({ result: 'miss' });
+      const identity = await verify(token);
+      if (cache) remember(key, identity);
+      return identity;
+    },
+    ready: () => compiled.every((c) => c.jwks === null || c.jwks.ready()),
+    async whenLoaded(): Promise<void> {
+      await Promise.all(compiled.map((c) => c.jwks?.whenLoaded()));
+    },
+    close(): void {
+      for (const c of compiled) c.jwks?.close();
+    },
+  };
+}

@@ -1,0 +1,13 @@
+// Durations as the config writes them: "250ms", "30s", "5m", "1h", "1d", or a number of seconds.
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+
+/** Milliseconds, or null when the value is not a duration. */
+export function parseDuration(value: unknown): number | null {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : null;
+  if (typeof value !== 'string') return null;
+  const text = value.trim();
+  if (/^\d+(?:\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
+  const m = DURATION.exec(text);
+  return m ? Math.round(Number(m[1]) * UNIT_MS[m[2]]) : null;
+}

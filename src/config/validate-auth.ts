@@ -1,0 +1,195 @@
+// Validation of `auth` (JWT providers, API keys, failedAuth) and `identity`.
+import { readFileSync } from 'node:fs';
+import { resolve, dirname } from 'node:path';
+import { isScalar, type Node } from 'yaml';
+import { MapReader, readString, type ReadContext } from './reader.js';
+import type { ApiKeyEntry, ApiKeysConfig, FailedAuthConfig, IdentityConfig, JwtProviderConfig } from './types.js';
+
+const SYMMETRIC = ['HS256', 'HS384', 'HS512'];
+const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+const KEY_SOURCES = ['jwksUrl', 'jwksFile', 'publicKey', 'secret'] as const;
+/** HMAC keys shorter than the hash output are guessable offline; RFC 7518 3.2 requires at least this. */
+const MIN_SECRET_BYTES = 32;
+const HASH = /^sha256:([0-9a-f]{64})$/;
+const NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function readJwtProviders(cx: ReadContext, auth: MapReader, configFile: string): JwtProviderConfig[] {
+  const jwt = auth.map('jwt');
+  if (!jwt) return [];
+  const items = jwt.list('providers') ?? [];
+  jwt.done();
+  const providers: JwtProviderConfig[] = [];
+  const names = new Set<string>();
+  items.forEach((node, i) => {
+    const p = MapReader.of(cx, node, `auth.jwt.providers[${i}]`, node);
+    if (!p) return;
+    const provider = readProvider(cx, p, configFile);
+    p.done();
+    if (!provider) return;
+    if (names.has(provider.name)) cx.issues.at(node, `${p.path}.name: provider "${provider.name}" is defined twice`);
+    names.add(provider.name);
+    providers.push(provider);
+  });
+  return providers;
+}
+
+function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtProviderConfig | undefined {
+  const name = p.str('name');
+  const issuer = p.str('issuer');
+  const audience = p.strings('audience', undefined, true);
+  const algorithms = p.strings('algorithms');
+  const sources = KEY_SOURCES.filter((k) => p.has(k));
+  if (sources.length !== 1) {
+    cx.issues.at(p.node ?? p.anchor, `${p.path}: set exactly one of ${KEY_SOURCES.join(', ')} (found ${sources.length ? sources.join(', ') : 'none'})`);
+  }
+  const keys: Partial<JwtProviderConfig> = {};
+  for (const source of sources) {
+    const value = p.str(source);
+    if (value === undefined) continue;
+    if (source === 'jwksUrl' && !/^https?:\/\//.test(value)) cx.issues.at(p.get(source), `${p.keyPath(source)}: must be an http(s) URL`);
+    if (source === 'jwksFile') keys.jwksFile = resolve(dirname(configFile), value);
+    else if (source === 'publicKey') keys.publicKey = readPem(cx, p.get(source), p.keyPath(source), value, configFile);
+    else if (source === 'secret' && Buffer.byteLength(value) < MIN_SECRET_BYTES) {
+      cx.issues.at(p.get(source), `${p.keyPath(source)}: must be at least ${MIN_SECRET_BYTES} bytes`);
+    } else keys[source] = value;
+  }
+  if (algorithms) {
+    const allowed = sources[0] === 'secret' ? SYMMETRIC : ASYMMETRIC;
+    if (algorithms.length === 0) cx.issues.at(p.get('algorithms'), `${p.keyPath('algorithms')}: must list at least one algorithm`);
+    for (const alg of algorithms) {
+      if (!allowed.includes(alg)) {
+        const kind = sources[0] === 'secret' ? 'a secret' : 'a public key or JWKS';
+        cx.issues.at(p.get('algorithms'), `${p.keyPath('algorithms')}: "${alg}" is not allowed with ${kind} (allowed: ${allowed.join(', ')})`);
+      }
+    }
+  }
+  const claimsReader = p.map('claims');
+  const claims = {
+    tenant: claimsReader?.str('tenant', 'tenant') ?? 'tenant',
+    subject: claimsReader?.str('subject', 'sub') ?? 'sub',
+    role: claimsReader?.str('role', 'role') ?? 'role',
+    scopes: claimsReader?.str('scopes', 'scope') ?? 'scope',
+    plan: claimsReader?.str('plan', 'plan') ?? 'plan',
+  };
+  claimsReader?.done();
+  const clockToleranceMs = p.duration('clockTolerance', 30_000);
+  const jwksCooldownMs = p.duration('jwksCooldown', 10_000);
+  const jwksCacheMaxAgeMs = p.duration('jwksCacheMaxAge', 600_000);
+  const defaultTenant = p.optionalStr('defaultTenant');
+  if (!name || !issuer || !audience || !algorithms || sources.length !== 1 || clockToleranceMs === undefined) return undefined;
+  if (jwksCooldownMs === undefined || jwksCacheMaxAgeMs === undefined || defaultTenant === undefined) return undefined;
+  return { name, issuer, audience, algorithms, ...keys, clockToleranceMs, jwksCooldownMs, jwksCacheMaxAgeMs, claims, defaultTenant };
+}
+
+function readPem(cx: ReadContext, node: Node | null, path: string, value: string, configFile: string): string | undefined {
+  if (value.includes('-----BEGIN')) return value;
+  try {
+    return readFileSync(resolve(dirname(configFile), value), 'utf8');
+  } catch (err) {
+    cx.issues.at(node, `${path}: cannot read public key file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return undefined;
+  }
+}
+
+export function readApiKeys(cx: ReadContext, auth: MapReader, configFile: string): ApiKeysConfig | null {
+  if (!auth.has('apiKeys')) return null;
+  const a = auth.map('apiKeys');
+  if (!a) return null;
+  const sources = a.strings('sources', ['authorization', 'x-api-key']) ?? [];
+  for (const s of sources) {
+    if (s !== 'authorization' && s !== 'x-api-key') cx.issues.at(a.get('sources'), `${a.keyPath('sources')}: "${s}" is not authorization or x-api-key`);
+  }
+  const file = a.optionalStr('file');
+  const keys = readKeyEntries(cx, a.list('keys') ?? [], a.keyPath('keys'));
+  a.done();
+  return {
+    sources: sources.filter((s): s is ApiKeysConfig['sources'][number] => s === 'authorization' || s === 'x-api-key'),
+    file: file ? resolve(dirname(configFile), file) : null,
+    keys,
+  };
+}
+
+/** Key entries, from the config or the keys file; duplicate ids and hashes are errors. */
+export function readKeyEntries(cx: ReadContext, items: Node[], path: string): ApiKeyEntry[] {
+  const out: ApiKeyEntry[] = [];
+  const ids = new Set<string>();
+  const hashes = new Set<string>();
+  items.forEach((node, i) => {
+    const k = MapReader.of(cx, node, `${path}[${i}]`, node);
+    if (!k) return;
+    const id = k.str('id');
+    const hashText = k.str('hash');
+    const hash = hashText === undefined ? undefined : HASH.exec(hashText.toLowerCase())?.[1];
+    if (hashText !== undefined && !hash) cx.issues.at(k.get('hash'), `${k.keyPath('hash')}: must be sha256: followed by 64 hex digits (see gatehouse keys hash)`);
+    const tenant = k.str('tenant');
+    const subject = k.str('subject', id ?? '');
+    const role = k.optionalStr('role');
+    const scopes = k.strings('scopes', [], true);
+    const access = k.oneOf('access', ['full', 'read-only'] as const, 'full');
+    const plan = k.optionalStr('plan');
+    const expiresAt = readTimestamp(cx, k.get('expiresAt'), k.keyPath('expiresAt'));
+    const disabled = k.bool('disabled', false);
+    k.done();
+    if (id !== undefined && !NAME.test(id)) cx.issues.at(k.get('id'), `${k.keyPath('id')}: must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
+    if (id !== undefined && ids.has(id)) cx.issues.at(k.get('id'), `${k.keyPath('id')}: key id "${id}" is used twice`);
+    if (hash && hashes.has(hash)) cx.issues.at(k.get('hash'), `${k.keyPath('hash')}: the same key hash is used twice (key "${id ?? '?'}")`);
+    if (id !== undefined) ids.add(id);
+    if (hash) hashes.add(hash);
+    if (!id || !hash || !tenant || subject === undefined || role === undefined || !scopes || !access) return;
+    if (plan === undefined || expiresAt === undefined || disabled === undefined) return;
+    out.push({ id, hash, tenant, subject, role, scopes, access, plan, expiresAt, disabled });
+  });
+  return out;
+}
+
+function readTimestamp(cx: ReadContext, node: Node | null, path: string): number | null | undefined {
+  if (node === null) return null;
+  const v = cx.scalar(node);
+  const ms = v instanceof Date ? v.getTime() : typeof v === 'string' ? Date.parse(v) : NaN;
+  if (Number.isFinite(ms)) return ms;
+  cx.issues.at(node, `${path}: must be an ISO-8601 timestamp such as 2027-01-01T00:00:00Z`);
+  return undefined;
+}
+
+export function readFailedAuth(cx: ReadContext, auth: MapReader): FailedAuthConfig | null {
+  if (!auth.has('failedAuth')) return null;
+  const f = auth.map('failedAuth');
+  const limit = f?.int('limit', undefined, 1, 1_000_000);
+  const windowMs = f?.duration('window');
+  f?.done();
+  return limit && windowMs ? { limit, windowMs } : null;
+}
+
+const IDENTITY_DEFAULTS = {
+  tenant: 'X-Auth-Tenant',
+  subject: 'X-Auth-Subject',
+  role: 'X-Auth-Role',
+  scopes: 'X-Auth-Scopes',
+  method: 'X-Auth-Method',
+  keyId: 'X-Auth-Key-Id',
+};
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+export function readIdentity(cx: ReadContext, root: MapReader): IdentityConfig {
+  const id = root.map('identity');
+  const h = id?.map('headers');
+  const headers = { ...IDENTITY_DEFAULTS };
+  for (const key of Object.keys(IDENTITY_DEFAULTS) as Array<keyof typeof IDENTITY_DEFAULTS>) {
+    const name = h?.str(key, IDENTITY_DEFAULTS[key]);
+    if (name && HEADER_NAME.test(name)) headers[key] = name;
+    else if (name !== undefined) cx.issues.at(h?.get(key), `${h?.keyPath(key)}: not a valid header name`);
+  }
+  h?.done();
+  const claimHeaders: Record<string, string> = {};
+  const ch = id?.map('claimHeaders');
+  for (const [name, node, keyNode] of ch?.entries() ?? []) {
+    if (!HEADER_NAME.test(name)) cx.issues.at(keyNode, `identity.claimHeaders.${name}: not a valid header name`);
+    const claim = node && isScalar(node) ? readString(cx, node, `identity.claimHeaders.${name}`) : undefined;
+    if (claim === undefined) cx.issues.at(node ?? keyNode, `identity.claimHeaders.${name}: must be a claim name`);
+    else claimHeaders[name] = claim;
+  }
+  const stripPrefixes = id?.strings('stripPrefixes', ['X-Auth-']) ?? ['X-Auth-'];
+  const forwardAuthorization = id?.bool('forwardAuthorization', false) ?? false;
+  id?.done();
+  return { headers, claimHeaders, stripPrefixes, forwardAuthorization };
+}

@@ -1,0 +1,52 @@
+// Which address is the client: the socket peer, or an X-Forwarded-For hop when server.trustProxy says so.
+import { BlockList, isIP } from 'node:net';
+import type { TrustProxy } from '../config/types.js';
+
+/** (peer address, X-Forwarded-For value or undefined) -> client IP. Built once per plan. */
+export type ClientIpResolver = (peer: string, forwardedFor: string | undefined) => string;
+
+const stripMapped = (ip: string): string => (ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip);
+
+export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
+  if (trust === false || trust === 0) return (peer) => stripMapped(peer);
+  if (trust === true) {
+    return (peer, xff) => {
+      if (!xff) return stripMapped(peer);
+      const first = xff.split(',')[0].trim();
+      return isIP(first) ? first : stripMapped(peer);
+    };
+  }
+  if (typeof trust === 'number') {
+    // Trust `trust` hops: the client is the address that the outermost trusted proxy saw.
+    return (peer, xff) => {
+      const hops = xff ? xff.split(',').map((h) => h.trim()) : [];
+      const chain = [...hops, stripMapped(peer)];
+      const candidate = chain[Math.max(0, chain.length - 1 - trust)];
+      return isIP(candidate) ? candidate : stripMapped(peer);
+    };
+  }
+  const trusted = new BlockList();
+  for (const cidr of trust) {
+    const [addr, bits] = cidr.split('/');
+    const family = isIP(addr) === 4 ? 'ipv4' : 'ipv6';
+    if (bits === undefined) trusted.addAddress(addr, family);
+    else trusted.addSubnet(addr, Number(bits), family);
+  }
+  const isTrusted = (ip: string) => {
+    const family = isIP(ip);
+    return family !== 0 && trusted.check(ip, family === 4 ? 'ipv4' : 'ipv6');
+  };
+  // Walk from the nearest hop outwards, skipping trusted proxies; the first untrusted address is the client.
+  return (peer, xff) => {
+    let ip = stripMapped(peer);
+    if (!isTrusted(ip) || !xff) return ip;
+    const hops = xff.split(',');
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = hops[i].trim();
+      if (!isIP(hop)) return ip;
+      ip = hop;
+      if (!isTrusted(ip)) return ip;
+    }
+    return ip;
+  };
+}

@@ -1,0 +1,157 @@
+// The gateway process: the proxy listener, the admin listener, plan swaps on reload, graceful shutdown.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { compilePlan, retirePlan, type Plan, type Runtime } from '../config/compile.js';
+import type { GatehouseConfig } from '../config/types.js';
+import { systemClock, type Clock } from '../clock.js';
+import { createLogger, type Logger } from '../observe/logger.js';
+import { Metrics } from '../observe/metrics.js';
+import { handleRequest } from '../pipeline/pipeline.js';
+import { MemoryStore } from '../rate-limit/memory-store.js';
+import { RedisStore } from '../rate-limit/redis-store.js';
+import type { RateLimitStore } from '../rate-limit/store.js';
+import { createAdminServer } from './admin.js';
+import { ProxyError, rejectOnSocket, sendError } from './errors.js';
+import { handleUpgrade } from './websocket.js';
+
+export interface GatewayOptions {
+  logger?: Logger;
+  clock?: Clock;
+  metrics?: Metrics;
+  store?: RateLimitStore;
+}
+
+export function createStore(config: GatehouseConfig, clock: Clock, logger: Logger): RateLimitStore {
+  const r = config.rateLimit;
+  if (r.store === 'redis') return new RedisStore({ url: r.redis.url, keyPrefix: r.redis.keyPrefix, commandTimeoutMs: r.redis.commandTimeoutMs, logger });
+  return new MemoryStore({ maxKeys: r.maxKeys, clock });
+}
+
+/** Settings a running process cannot change without a restart. */
+const restartKey = (c: GatehouseConfig) =>
+  JSON.stringify([c.server.host, c.server.port, c.server.maxHeaderBytes, c.admin, c.rateLimit.store, c.rateLimit.maxKeys, c.rateLimit.redis]);
+
+export class Gateway {
+  private current: Plan;
+  readonly runtime: Runtime;
+  readonly server: Server;
+  readonly admin: Server | null;
+  private draining = false;
+  private inFlight = 0;
+  private drained: (() => void) | null = null;
+
+  constructor(config: GatehouseConfig, options: GatewayOptions = {}) {
+    const clock = options.clock ?? systemClock;
+    const logger = options.logger ?? createLogger(config.log);
+    const metrics = options.metrics ?? new Metrics({ defaults: true });
+    const store = options.store ?? createStore(config, clock, logger);
+    this.runtime = { clock, logger, metrics, store };
+    this.current = compilePlan(config, this.runtime);
+    const s = config.server;
+    this.server = createServer({
+      maxHeaderSize: s.maxHeaderBytes,
+      headersTimeout: s.headersTimeoutMs,
+      requestTimeout: s.requestTimeoutMs,
+      keepAliveTimeout: s.keepAliveTimeoutMs,
+    });
+    this.server.on('request', (req, res) => this.onRequest(req, res));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (this.draining) return rejectOnSocket(socket, new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining'));
+      handleUpgrade(this.current, req, socket, head);
+    });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(err, socket));
+    this.admin = config.admin ? createAdminServer(metrics, { notReadyReason: () => this.notReadyReason() }) : null;
+  }
+
+  get plan(): Plan {
+    return this.current;
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (this.draining) {
+      res.shouldKeepAlive = false;
+      sendError(res, new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining'), randomUUID());
+      return;
+    }
+    this.inFlight++;
+    this.runtime.metrics.inFlight.inc();
+    handleRequest(this.current, req, res).finally(() => {
+      this.inFlight--;
+      this.runtime.metrics.inFlight.dec();
+      if (this.draining && this.inFlight === 0) this.drained?.();
+    });
+  }
+
+  notReadyReason(): string | null {
+    if (!this.runtime.store.ready()) return 'rate-limit store unavailable';
+    if (this.current.jwt && !this.current.jwt.ready()) return 'a JWT provider has no usable key set yet';
+    return null;
+  }
+
+  /** Starts both listeners; resolves with their bound ports. */
+  async listen(): Promise<{ port: number; adminPort: number | null }> {
+    const { server: s, admin: a } = this.current.config;
+    await listenOn(this.server, s.port, s.host);
+    if (this.admin && a) await listenOn(this.admin, a.port, a.host);
+    const port = (this.server.address() as AddressInfo).port;
+    const adminPort = this.admin ? (this.admin.address() as AddressInfo).port : null;
+    this.runtime.logger.info({ port, admin_port: adminPort, routes: this.current.routes.length }, 'gatehouse listening');
+    return { port, adminPort };
+  }
+
+  /**
+   * Swaps in a new plan built from `config`; in-flight requests finish on the plan they started with.
+   * Returns 'restart_required' (and keeps the old plan) when a setting that needs a new process changed.
+   */
+  reload(config: GatehouseConfig): 'ok' | 'restart_required' {
+    if (restartKey(config) !== restartKey(this.current.config)) {
+      this.runtime.metrics.reloads.inc({ outcome: 'restart_required' });
+      return 'restart_required';
+    }
+    const old = this.current;
+    this.current = compilePlan(config, this.runtime, old);
+    this.runtime.metrics.reloads.inc({ outcome: 'ok' });
+    void retirePlan(old, this.current);
+    return 'ok';
+  }
+
+  /** Stops accepting, lets in-flight requests finish (up to shutdownTimeout), then closes everything. */
+  async close(): Promise<void> {
+    this.draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    if (this.inFlight > 0) {
+      const timeout = this.current.config.server.shutdownTimeoutMs;
+      await new Promise<void>((resolve) => {
+        this.drained = resolve;
+        setTimeout(resolve, timeout).unref();
+      });
+    }
+    this.server.closeAllConnections();
+    await closed;
+    if (this.admin?.listening) await new Promise<void>((resolve) => this.admin!.close(() => resolve()));
+    await retirePlan(this.current, null);
+    await this.runtime.store.close();
+  }
+}
+
+function listenOn(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  if (err.code === 'HPE_HEADER_OVERFLOW') rejectOnSocket(socket, new ProxyError('request_header_fields_too_large', 'the request headers are too large'));
+  else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') rejectOnSocket(socket, new ProxyError('request_timeout', 'the request took too long to arrive'));
+  else rejectOnSocket(socket, new ProxyError('bad_request', 'the request could not be parsed'));
+}

@@ -1,0 +1,41 @@
+// Stage: find the request's one credential and verify it with the authenticator of its kind.
+import { findCredential } from '../auth/credential.js';
+import type { Identity } from '../auth/identity.js';
+import { isProxyError, ProxyError } from '../http/errors.js';
+import type { Exchange } from './exchange.js';
+
+const notAccepted = (what: string) => new ProxyError('invalid_token', `${what} are not accepted on this route`, 'credential_kind_not_accepted');
+
+export async function authenticate(ex: Exchange): Promise<void> {
+  const route = ex.route!;
+  if (route.auth.kind === 'none') return;
+  const { plan } = ex;
+  plan.failedAuth?.check(ex.clientIp);
+  try {
+    ex.identity = await verify(ex);
+  } catch (err) {
+    if (isProxyError(err)) {
+      plan.runtime.metrics.authFailures.inc({ reason: err.reason });
+      if (err.status === 401) plan.failedAuth?.recordFailure(ex.clientIp);
+    }
+    throw err;
+  }
+}
+
+async function verify(ex: Exchange): Promise<Identity> {
+  const { plan } = ex;
+  const route = ex.route!;
+  const auth = route.auth.kind === 'some' ? route.auth : null;
+  const incoming = ex.incoming!;
+  const credential = findCredential(incoming.authorization, incoming.apiKey, ex.queryToken, plan.sources);
+  if (!credential) throw new ProxyError('missing_credentials', 'this route needs a JWT or an API key', 'missing_credentials');
+  if (credential.kind === 'api-key') {
+    if (!auth?.apiKeys || !plan.apiKeys) throw notAccepted('API keys');
+    return plan.apiKeys.authenticate(credential);
+  }
+  const jwtAllowed = auth && (auth.jwtProviders === 'all' || auth.jwtProviders.length > 0);
+  if (!jwtAllowed || !plan.jwt) throw notAccepted('JWTs');
+  const identity = await plan.jwt.authenticate(credential);
+  if (route.jwtProviders && !route.jwtProviders.has(identity.keyId)) throw notAccepted('tokens of this issuer');
+  return identity;
+}

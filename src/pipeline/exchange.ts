@@ -1,0 +1,32 @@
+// The state of one request as it moves through the pipeline; one object, fixed shape.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Identity } from '../auth/identity.js';
+import type { CompiledRoute, Plan } from '../config/compile.js';
+import type { SanitizedHeaders } from './sanitize-headers.js';
+
+export class Exchange {
+  requestId = '';
+  clientIp = '';
+  /** Path as matched and forwarded (normalized), and the query string with its `?` (or ''). */
+  path = '';
+  search = '';
+  route: CompiledRoute | null = null;
+  incoming: SanitizedHeaders | null = null;
+  identity: Identity | null = null;
+  /** Headers gatehouse adds to its answer, whoever produces it (rate-limit headers). */
+  responseHeaders: Record<string, string> | null = null;
+  upstreamMs: number | null = null;
+  status = 0;
+  /** Why gatehouse refused or failed the request, for the access log. */
+  reason: string | null = null;
+  /** `?access_token=` of an Upgrade request, removed from `search` before forwarding. */
+  queryToken: string | undefined = undefined;
+
+  constructor(
+    readonly plan: Plan,
+    readonly req: IncomingMessage,
+    /** null for Upgrade requests, which answer on the raw socket. */
+    readonly res: ServerResponse | null,
+    readonly started: number,
+  ) {}
+}

@@ -1,0 +1,57 @@
+// Stage: add the verified identity, forwarding headers and request id to the already-sanitized upstream headers.
+import { ProxyError } from '../http/errors.js';
+import type { Exchange } from './exchange.js';
+
+/** Visible ASCII, space and tab: anything else could split or smuggle a header. */
+const SAFE_VALUE = /^[\t\x20-\x7e]*$/;
+
+function safe(value: string, what: string): string {
+  if (SAFE_VALUE.test(value)) return value;
+  throw new ProxyError('invalid_token', `the credential's ${what} holds characters not allowed in a header`, 'unsafe_identity_value');
+}
+
+function claimAt(claims: Readonly<Record<string, unknown>>, path: readonly string[]): string | undefined {
+  let v: unknown = claims;
+  for (const part of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string, unknown>)[part];
+  }
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v.join(' ');
+  return undefined;
+}
+
+export function injectIdentity(ex: Exchange): Record<string, string | string[]> {
+  const { plan } = ex;
+  const incoming = ex.incoming!;
+  const headers = incoming.headers;
+  const identity = ex.identity;
+  if (identity) {
+    const names = plan.headers.inject;
+    headers[names.tenant] = safe(identity.tenant, 'tenant');
+    headers[names.subject] = safe(identity.subject, 'subject');
+    if (identity.role !== null) headers[names.role] = safe(identity.role, 'role');
+    if (identity.scopes.length) headers[names.scopes] = safe(identity.scopes.join(' '), 'scopes');
+    headers[names.method] = identity.method;
+    headers[names.keyId] = safe(identity.keyId, 'key id');
+    if (identity.claims) {
+      for (const [name, path] of plan.headers.claimHeaders) {
+        const value = claimAt(identity.claims, path);
+        // An optional extra claim that cannot be a header value is left out rather than refusing the caller.
+        if (value !== undefined && SAFE_VALUE.test(value)) headers[name] = value;
+      }
+    }
+  }
+  if (plan.config.identity.forwardAuthorization) {
+    if (incoming.authorization.length) headers.authorization = incoming.authorization[0];
+    if (incoming.apiKey.length) headers['x-api-key'] = incoming.apiKey[0];
+  }
+  const peer = ex.req.socket.remoteAddress ?? '';
+  headers['x-forwarded-for'] = plan.trustProxy && incoming.forwardedFor ? `${incoming.forwardedFor}, ${peer}` : peer;
+  headers['x-forwarded-proto'] = (plan.trustProxy && incoming.forwardedProto) || 'http';
+  const host = (plan.trustProxy && incoming.forwardedHost) || incoming.host;
+  if (host) headers['x-forwarded-host'] = host;
+  headers['x-request-id'] = ex.requestId;
+  return headers;
+}

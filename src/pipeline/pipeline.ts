@@ -1,0 +1,78 @@
+// The request flow, in order. Each stage is one file named by its verb; errors become responses in one place.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Plan } from '../config/compile.js';
+import { isProxyError, ProxyError, sendError } from '../http/errors.js';
+import { authenticate } from './authenticate.js';
+import { authorize } from './authorize.js';
+import { Exchange } from './exchange.js';
+import { forward } from './forward.js';
+import { injectIdentity } from './inject-identity.js';
+import { matchRoute, normalizePath } from './match-route.js';
+import { rateLimit } from './rate-limit.js';
+import { respondIdentity } from './respond-identity.js';
+import { isValidRequestId, sanitizeHeaders } from './sanitize-headers.js';
+
+export async function handleRequest(plan: Plan, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const ex = new Exchange(plan, req, res, performance.now());
+  try {
+    await admit(ex);
+    if (ex.route!.respondIdentity) respondIdentity(ex);
+    else await forward(ex, injectIdentity(ex));
+  } catch (err) {
+    fail(ex, err);
+  }
+  logAccess(ex);
+}
+
+/** Every stage before the request leaves gatehouse; shared by HTTP and Upgrade requests. */
+export async function admit(ex: Exchange): Promise<void> {
+  ex.incoming = sanitizeHeaders(ex.plan.headers, ex.req.rawHeaders);
+  ex.requestId = isValidRequestId(ex.incoming.requestId) ? ex.incoming.requestId : randomUUID();
+  ex.clientIp = ex.plan.clientIp(ex.req.socket.remoteAddress ?? '', ex.incoming.forwardedFor);
+  splitUrl(ex);
+  ex.route = matchRoute(ex.plan.routes, ex.req.method!, ex.path);
+  await authenticate(ex);
+  authorize(ex);
+  await rateLimit(ex);
+}
+
+function splitUrl(ex: Exchange): void {
+  const url = ex.req.url ?? '';
+  const q = url.indexOf('?');
+  ex.path = normalizePath(q === -1 ? url : url.slice(0, q));
+  ex.search = q === -1 ? '' : url.slice(q);
+}
+
+/** The one place a thrown error becomes an answer. */
+export function fail(ex: Exchange, err: unknown): void {
+  if (!ex.requestId) ex.requestId = randomUUID();
+  const error = isProxyError(err) ? err : new ProxyError('internal_error', 'gatehouse failed to handle the request', 'internal_error');
+  if (!isProxyError(err)) ex.plan.runtime.logger.error({ err, request_id: ex.requestId }, 'unexpected error');
+  ex.status = error.status;
+  ex.reason = error.reason;
+  if (ex.res) sendError(ex.res, error, ex.requestId, ex.responseHeaders ?? undefined);
+}
+
+export function logAccess(ex: Exchange): void {
+  const { runtime } = ex.plan;
+  const route = ex.route?.name ?? null;
+  const id = ex.identity;
+  runtime.metrics.requests.inc({ route: route ?? '', status: ex.status });
+  runtime.logger.info({
+    request_id: ex.requestId,
+    method: ex.req.method,
+    path: ex.path || null,
+    route,
+    status: ex.status,
+    duration_ms: Math.round((performance.now() - ex.started) * 100) / 100,
+    upstream_ms: ex.upstreamMs === null ? null : Math.round(ex.upstreamMs * 100) / 100,
+    tenant: id?.tenant ?? null,
+    subject: id?.subject ?? null,
+    auth: id?.method ?? null,
+    key_id: id?.keyId ?? null,
+    ip: ex.clientIp || ex.req.socket.remoteAddress,
+    reason: ex.reason,
+  });
+}

@@ -1,0 +1,148 @@
+// Stage: build the upstream header set from the client's: strip identity and hop-by-hop headers before anything is injected.
+import { ProxyError } from '../http/errors.js';
+import type { IdentityConfig, TrustProxy } from '../config/types.js';
+
+/** What a header name is to the proxy; decided once per distinct raw name and cached on the plan. */
+export enum HeaderKind {
+  Keep,
+  Drop,
+  Authorization,
+  ApiKey,
+  Connection,
+  ForwardedFor,
+  ForwardedProto,
+  ForwardedHost,
+  RequestId,
+  Host,
+  Upgrade,
+}
+
+interface Classified {
+  readonly kind: HeaderKind;
+  readonly lower: string;
+}
+
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'];
+const MAX_CACHED_NAMES = 4096;
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** `_` and `-` are the same to many upstream frameworks (CGI, WSGI, Rack), so they are the same when stripping. */
+const canonical = (name: string): string => name.toLowerCase().replace(/_/g, '-');
+
+export class HeaderPlan {
+  private readonly cache = new Map<string, Classified>();
+  private readonly exact: ReadonlyMap<string, HeaderKind>;
+  private readonly strip: ReadonlySet<string>;
+  private readonly prefixes: readonly string[];
+  /** Lower-case names of the identity headers to inject, and of the claim headers with their claim paths. */
+  readonly inject: Readonly<IdentityConfig['headers']>;
+  readonly claimHeaders: ReadonlyArray<readonly [name: string, path: readonly string[]]>;
+
+  constructor(identity: IdentityConfig, apiKeyHeader: boolean, readonly trustProxy: boolean) {
+    const lower = Object.entries(identity.headers).map(([k, v]) => [k, v.toLowerCase()]);
+    this.inject = Object.freeze(Object.fromEntries(lower)) as IdentityConfig['headers'];
+    this.claimHeaders = Object.entries(identity.claimHeaders).map(([name, path]) => [name.toLowerCase(), path.split('.')] as const);
+    this.strip = new Set([...Object.values(identity.headers), ...Object.keys(identity.claimHeaders)].map(canonical));
+    this.prefixes = identity.stripPrefixes.map(canonical);
+    const exact = new Map<string, HeaderKind>(HOP_BY_HOP.map((h) => [h, HeaderKind.Drop]));
+    exact.set('connection', HeaderKind.Connection);
+    exact.set('upgrade', HeaderKind.Upgrade);
+    exact.set('authorization', HeaderKind.Authorization);
+    if (apiKeyHeader) exact.set('x-api-key', HeaderKind.ApiKey);
+    exact.set('x-forwarded-for', HeaderKind.ForwardedFor);
+    exact.set('x-forwarded-proto', HeaderKind.ForwardedProto);
+    exact.set('x-forwarded-host', HeaderKind.ForwardedHost);
+    exact.set('x-request-id', HeaderKind.RequestId);
+    exact.set('host', HeaderKind.Host);
+    // RFC 7239 Forwarded is client-controlled unless the hop before us is trusted.
+    if (!trustProxy) exact.set('forwarded', HeaderKind.Drop);
+    this.exact = exact;
+  }
+
+  classify(raw: string): Classified {
+    const hit = this.cache.get(raw);
+    if (hit) return hit;
+    const lower = raw.toLowerCase();
+    const canon = canonical(lower);
+    let kind = this.exact.get(lower) ?? HeaderKind.Keep;
+    if (this.strip.has(canon) || this.prefixes.some((p) => canon.startsWith(p))) kind = HeaderKind.Drop;
+    // A hop-by-hop name spelled with `_` is still hop-by-hop to a lenient upstream.
+    else if (kind === HeaderKind.Keep && this.exact.get(canon) === HeaderKind.Drop) kind = HeaderKind.Drop;
+    const out = { kind, lower };
+    if (this.cache.size < MAX_CACHED_NAMES) this.cache.set(raw, out);
+    return out;
+  }
+}
+
+export class SanitizedHeaders {
+  /** Null-prototype: a header named __proto__ is just a header. */
+  readonly headers: Record<string, string | string[]> = Object.create(null);
+  readonly authorization: string[] = [];
+  readonly apiKey: string[] = [];
+  forwardedFor: string | undefined = undefined;
+  forwardedProto: string | undefined = undefined;
+  forwardedHost: string | undefined = undefined;
+  requestId: string | undefined = undefined;
+  host: string | undefined = undefined;
+  upgrade: string | undefined = undefined;
+}
+
+export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): SanitizedHeaders {
+  const out = new SanitizedHeaders();
+  let connectionTokens: string[] | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const { kind, lower } = plan.classify(raw[i]);
+    const value = raw[i + 1];
+    switch (kind) {
+      case HeaderKind.Keep: {
+        const prev = out.headers[lower];
+        if (prev === undefined) out.headers[lower] = value;
+        else if (typeof prev === 'string') out.headers[lower] = [prev, value];
+        else prev.push(value);
+        break;
+      }
+      case HeaderKind.Authorization:
+        out.authorization.push(value);
+        break;
+      case HeaderKind.ApiKey:
+        out.apiKey.push(value);
+        break;
+      case HeaderKind.Connection:
+        for (const token of value.split(',')) (connectionTokens ??= []).push(token.trim().toLowerCase());
+        break;
+      case HeaderKind.ForwardedFor:
+        out.forwardedFor = out.forwardedFor === undefined ? value : `${out.forwardedFor}, ${value}`;
+        break;
+      case HeaderKind.ForwardedProto:
+        out.forwardedProto ??= value;
+        break;
+      case HeaderKind.ForwardedHost:
+        out.forwardedHost ??= value;
+        break;
+      case HeaderKind.RequestId:
+        if (out.requestId !== undefined) throw new ProxyError('bad_request', 'more than one X-Request-Id header', 'malformed_header');
+        out.requestId = value;
+        break;
+      case HeaderKind.Host:
+        if (out.host !== undefined) throw new ProxyError('bad_request', 'more than one Host header', 'malformed_header');
+        out.host = value;
+        break;
+      case HeaderKind.Upgrade:
+        out.upgrade = value;
+        break;
+      default:
+        break;
+    }
+  }
+  if (connectionTokens) {
+    for (const token of connectionTokens) {
+      // Only headers that would otherwise be kept can be dropped this way; injected ones come later.
+      if (token && plan.classify(token).kind === HeaderKind.Keep) delete out.headers[token];
+    }
+  }
+  return out;
+}
+
+export const isValidRequestId = (id: string | undefined): id is string => id !== undefined && REQUEST_ID.test(id);
+
+export const trustsProxy = (trust: TrustProxy): boolean => trust !== false && trust !== 0;

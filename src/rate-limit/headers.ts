@@ -1,0 +1,42 @@
+// Rate-limit response headers (SPEC section 5): IETF RateLimit / RateLimit-Policy, legacy X-RateLimit-*.
+import type { BucketState } from './store.js';
+
+export type RateLimitHeaderMode = 'both' | 'ietf' | 'legacy' | 'none';
+
+/** Whole seconds, rounded up: a client that waits this long is never early. */
+function seconds(ms: number): number {
+  return Math.max(0, Math.ceil(ms / 1000));
+}
+
+/** The policy name as a structured-field string (RFC 8941 sf-string): quoted, `\` and `"` escaped. */
+function sfString(name: string): string {
+  return `"${name.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/** Headers for one policy's bucket state; names lowercase, as node:http sends them. */
+export function rateLimitHeaders(
+  mode: RateLimitHeaderMode,
+  policyName: string,
+  limit: number,
+  windowMs: number,
+  state: BucketState,
+): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const reset = String(seconds(state.resetMs));
+  if (mode === 'ietf' || mode === 'both') {
+    const name = sfString(policyName);
+    headers['ratelimit-policy'] = `${name};q=${limit};w=${seconds(windowMs)}`;
+    headers['ratelimit'] = `${name};r=${state.remaining};t=${reset}`;
+  }
+  if (mode === 'legacy' || mode === 'both') {
+    headers['x-ratelimit-limit'] = String(limit);
+    headers['x-ratelimit-remaining'] = String(state.remaining);
+    headers['x-ratelimit-reset'] = reset;
+  }
+  return headers;
+}
+
+/** Retry-After for a refusal: whole seconds, rounded up, at least 1 (0 would invite a busy loop). */
+export function retryAfterSeconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}

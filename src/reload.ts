@@ -1,0 +1,55 @@
+// Reload on SIGHUP or when the config or keys file changes: validate the new files fully, then swap the plan.
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { loadConfig } from './config/load.js';
+import { ConfigError } from './config/issues.js';
+import type { Gateway } from './http/server.js';
+
+const DEBOUNCE_MS = 200;
+
+export type ReloadOutcome = 'ok' | 'invalid' | 'restart_required';
+
+export function reloadFrom(gateway: Gateway, configPath: string): ReloadOutcome {
+  const { logger, metrics } = gateway.runtime;
+  try {
+    const config = loadConfig(configPath);
+    const outcome = gateway.reload(config);
+    if (outcome === 'restart_required') logger.warn('config changed a setting that needs a restart (listen address, admin, or rate-limit store); keeping the running config');
+    else logger.info({ routes: config.routes.length }, 'config reloaded');
+    return outcome;
+  } catch (err) {
+    metrics.reloads.inc({ outcome: 'invalid' });
+    const errors = err instanceof ConfigError ? err.issues.map(String) : [String((err as Error).message)];
+    logger.error({ errors }, 'config reload refused; keeping the running config');
+    return 'invalid';
+  }
+}
+
+/**
+ * Watches the folders of the config and keys files (editors and Kubernetes replace files rather than
+ * writing them in place, which a watch on the file itself would miss) and reloads, debounced.
+ */
+export function watchConfig(gateway: Gateway, configPath: string): () => void {
+  let timer: NodeJS.Timeout | null = null;
+  let watchers: FSWatcher[] = [];
+  const arm = () => {
+    for (const w of watchers) w.close();
+    const files = [configPath, gateway.plan.config.auth.apiKeys?.file].filter((f): f is string => !!f);
+    watchers = [...new Set(files.map((f) => dirname(f)))].map((dir) =>
+      watch(dir, (_event, name) => {
+        if (name && !files.some((f) => basename(f) === name.toString())) return;
+        if (timer) clearTimeout(timer);
+        timer = setTimeout(() => {
+          timer = null;
+          reloadFrom(gateway, configPath);
+          arm();
+        }, DEBOUNCE_MS);
+      }),
+    );
+  };
+  arm();
+  return () => {
+    if (timer) clearTimeout(timer);
+    for (const w of watchers) w.close();
+  };
+}
