@@ -1,4 +1,4 @@
-// The contract of a rate-limit store; memory and Redis both pass test/rate-limit/store-contract.ts.
+// The contract of a rate-limit store; memory and Redis both pass test/support/store-contract.ts.
 
 /** One bucket to charge: a GCRA token bucket of `limit` units refilled evenly over `windowMs`. */
 export interface BucketRequest {
@@ -20,7 +20,11 @@ export interface BucketState {
 export interface Decision {
   /** True when every bucket admitted the request; then one unit was consumed from each. */
   readonly allowed: boolean;
-  /** One entry per requested bucket, in order. When refused, nothing was consumed. */
+  /**
+   * One entry per requested bucket, in order. When refused, nothing was consumed and each entry is its
+   * bucket's uncharged state: exactly the buckets that refused have retryAfterMs > 0.
+   * Keys within one call must be distinct. Redis Cluster would need a hash tag in the keys (one script, many keys).
+   */
   readonly buckets: readonly BucketState[];
 }
 
@@ -36,5 +40,6 @@ export interface RateLimitStore {
 }
 
 export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError';
   readonly code = 'STORE_UNAVAILABLE';
 }

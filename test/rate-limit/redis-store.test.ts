@@ -1,0 +1,146 @@
+import t, { type Test } from 'tap';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { ManualClock } from '../../src/clock.js';
+import { toMicros } from '../../src/rate-limit/gcra.js';
+import { RedisStore, type RedisStoreOptions } from '../../src/rate-limit/redis-store.js';
+import { StoreUnavailableError } from '../../src/rate-limit/store.js';
+import { redisSkipReason, startRedisServer } from '../support/redis-server.js';
+import { storeContract } from '../support/store-contract.js';
+
+const skip = redisSkipReason();
+if (skip) {
+  t.plan(0, skip);
+} else {
+  const server = await startRedisServer();
+  t.teardown(() => server.stop());
+
+  let stores = 0;
+  const open = async (options: Partial<RedisStoreOptions> = {}) => {
+    const store = new RedisStore({
+      url: server.url,
+      keyPrefix: `test${++stores}:`,
+      commandTimeoutMs: 1000,
+      ...options,
+    });
+    await until(() => store.ready(), 5000, 'store connects');
+    return store;
+  };
+
+  storeContract(t, 'redis', (clock) => open({ clock }));
+
+  t.test('redis: two stores sharing Redis admit exactly the limit out of 200 concurrent requests', async (t) => {
+    // No clock: both use Redis TIME. A window of an hour refills nothing during the test.
+    const [a, b] = [await open({ keyPrefix: 'race:' }), await open({ keyPrefix: 'race:' })];
+    t.teardown(() => Promise.all([a.close(), b.close()]));
+    const hourly = { key: 'shared', limit: 100, windowMs: 3_600_000 };
+    const decisions = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).consume([hourly])));
+    const admitted = decisions.filter((d) => d.allowed);
+    t.equal(admitted.length, 100);
+    // Each unit handed out once: the remaining counts are 99..0 with no repeats.
+    const remaining = admitted.map((d) => d.buckets[0].remaining).sort((x, y) => x - y);
+    t.same(remaining, Array.from({ length: 100 }, (_, i) => i));
+  });
+
+  t.test('redis: keys carry the prefix and expire when their bucket would be full again', async (t) => {
+    const clock = new ManualClock();
+    const store = await open({ keyPrefix: 'ttl-test:', clock });
+    const raw = new Redis(server.url);
+    t.teardown(async () => {
+      await store.close();
+      await raw.quit();
+    });
+    const perMinute = { limit: 10, windowMs: 60_000 };
+    await store.consume([{ key: 'k', ...perMinute }]);
+    t.same(await raw.keys('ttl-test:*'), ['ttl-test:k']);
+    t.equal(await raw.get('ttl-test:k'), String(toMicros(clock.now()) + 6_000_000), 'TAT in microseconds');
+    const ttl = await raw.pttl('ttl-test:k');
+    t.ok(ttl > 5000 && ttl <= 6000, `one unit used: full again in 6 s (pttl ${ttl})`);
+    // A refused request writes nothing, not even for the bucket that would have passed.
+    await store.consume([{ key: 'one', limit: 1, windowMs: 60_000 }]);
+    await store.consume([{ key: 'one', limit: 1, windowMs: 60_000 }, { key: 'untouched', ...perMinute }]);
+    t.equal(await raw.exists('ttl-test:untouched'), 0);
+  });
+
+  t.test('redis: with no clock given, time comes from Redis TIME', async (t) => {
+    const store = await open({ keyPrefix: 'time:' });
+    const raw = new Redis(server.url);
+    t.teardown(async () => {
+      await store.close();
+      await raw.quit();
+    });
+    await store.consume([{ key: 'k', limit: 1, windowMs: 60_000 }]);
+    const [sec, usec] = await raw.time();
+    const tat = Number(await raw.get('time:k'));
+    const redisNowUs = Number(sec) * 1_000_000 + Number(usec);
+    t.ok(tat > redisNowUs && tat <= redisNowUs + 60_000_000, 'TAT is Redis now + one interval');
+  });
+
+  t.test('redis: a killed Redis fails fast, and the store recovers by itself after restart', async (t) => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const store = await open({ commandTimeoutMs: 300, logger });
+    t.teardown(() => store.close());
+    const perMinute = { key: 'k', limit: 10, windowMs: 60_000 };
+    t.equal((await store.consume([perMinute])).allowed, true);
+
+    await server.kill();
+    // Right after the kill the client may not know yet (the command times out) or may (it fails at once).
+    await rejectsWithin(t, store.consume([perMinute]), 300 + 200, 'first consume after the kill');
+    await until(() => !store.ready(), 2000, 'ready() turns false');
+    await rejectsWithin(t, store.consume([perMinute]), 50, 'consume while down fails without waiting');
+
+    await server.restart();
+    // Bounded poll: reconnect backoff is capped at 1 s.
+    await until(async () => (await store.consume([perMinute]).catch(() => undefined)) !== undefined, 5000, 'recovers');
+    t.equal(store.ready(), true);
+    const logged = lines.map((l) => JSON.parse(l).msg);
+    t.same(logged, ['rate-limit redis unavailable; reconnecting', 'rate-limit redis reconnected'], 'one warning per outage');
+  });
+
+  t.test('redis: a hung Redis is cut off at commandTimeout, and the store carries on when it answers', async (t) => {
+    const store = await open({ commandTimeoutMs: 300 });
+    t.teardown(() => store.close());
+    const perMinute = { key: 'k', limit: 10, windowMs: 60_000 };
+    server.pause();
+    const started = Date.now();
+    try {
+      await rejectsWithin(t, store.consume([perMinute]), 300 + 200, 'consume against a hung Redis');
+      t.ok(Date.now() - started >= 290, 'it waited for the timeout, not less');
+    } finally {
+      server.resume();
+    }
+    await until(async () => (await store.consume([perMinute]).catch(() => undefined)) !== undefined, 5000, 'answers');
+  });
+
+  t.test('redis: close() quits and returns promptly even while Redis is down', async (t) => {
+    const store = await open();
+    await store.close();
+    t.equal(store.ready(), false);
+    await store.close(); // twice is harmless
+
+    const dead = new RedisStore({ url: 'redis://127.0.0.1:1', keyPrefix: 'x:', commandTimeoutMs: 200 });
+    await rejectsWithin(t, dead.consume([{ key: 'k', limit: 1, windowMs: 1000 }]), 50, 'never-connected store');
+    const started = Date.now();
+    await dead.close();
+    t.ok(Date.now() - started < 100, 'close did not wait for a connection');
+  });
+}
+
+/** Polls `cond` every 10 ms; fails after `timeoutMs` instead of hanging. */
+async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function rejectsWithin(t: Test, promise: Promise<unknown>, ms: number, what: string): Promise<void> {
+  const started = Date.now();
+  // Matched by code: tap also compares `name`, which StoreUnavailableError leaves as 'Error'.
+  const err = await t.rejects(promise, { code: 'STORE_UNAVAILABLE' }, `${what}: rejects`);
+  const elapsed = Date.now() - started;
+  t.ok(err instanceof StoreUnavailableError, `${what}: with StoreUnavailableError`);
+  t.ok(elapsed <= ms, `${what}: within ${ms} ms (took ${elapsed})`);
+}
