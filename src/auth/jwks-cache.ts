@@ -73,13 +73,15 @@ export class JwksKeySet {
       snapshot = this.current;
     }
     if (!snapshot) {
-      throw new ProxyError('invalid_token', 'the signing keys for this token are not available yet; retry later', 'jwks_unavailable');
+      // The identity provider being down is not the caller's fault: 503, so clients keep their good tokens.
+      throw new ProxyError('service_unavailable', 'the signing keys for this token are not available yet; retry later', 'jwks_unavailable');
     }
     const named = snapshot.keys.filter((k) => header.kid === undefined || k.kid === header.kid);
     if (named.length === 0) {
       throw new ProxyError('invalid_token', 'the token was signed with an unknown key', 'unknown_kid');
     }
     if (!named.some((k) => jwkFitsAlgorithm(k, alg))) {
+      if (header.kid === undefined) throw new ProxyError('invalid_token', 'no signing key matches the token algorithm', 'no_matching_key');
       throw new ProxyError('invalid_token', 'the token key id names a key of another type than its algorithm', 'key_type_mismatch');
     }
     return snapshot.getKey(header, token);

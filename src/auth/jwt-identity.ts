@@ -53,6 +53,8 @@ export function compileIdentityMapper(provider: JwtProviderConfig): IdentityMapp
     (Object.keys(provider.claims) as (keyof ClaimsMapping)[]).map((k) => [k, compilePath(provider.claims[k])]),
   ) as Record<keyof ClaimsMapping, ClaimReader>;
   return (payload) => {
+    // JSON reads 1e400 as Infinity: a token that never expires is not one an IdP means to issue.
+    if (!Number.isFinite(payload.exp)) throw new ProxyError('invalid_token', 'the token has an invalid claim', 'invalid_claims');
     const tenant = asIdentifier(read.tenant(payload)) ?? provider.defaultTenant;
     if (tenant === null) {
       throw new ProxyError('invalid_token', 'the token does not name a tenant', 'no_tenant');

@@ -211,11 +211,11 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     throw firstError as ProxyError;
   }
 
+  const ttlByProvider = new Map(compiled.map((c) => [c.name, c.cacheTtlMs]));
   function remember(key: string, identity: Identity): void {
-    const provider = compiled.find((c) => c.name === identity.keyId);
     const now = clock.now();
-    const validUntil = Math.min(identity.expiresAt ?? now, now + (provider?.cacheTtlMs ?? 0));
-    if (cache && validUntil > now) cache.set(key, { identity, validUntil }, { ttl: validUntil - now });
+    const validUntil = Math.min(identity.expiresAt ?? now, now + (ttlByProvider.get(identity.keyId) ?? 0));
+    if (cache && validUntil > now) cache.set(key, { identity, validUntil }, { ttl: Math.ceil(validUntil - now) });
   }
 
   return {

@@ -2,11 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve, dirname } from 'node:path';
 import { isScalar, type Node } from 'yaml';
+import { validateProviderAlgorithms } from '../auth/jwt-algorithms.js';
 import { MapReader, readString, type ReadContext } from './reader.js';
 import type { ApiKeyEntry, ApiKeysConfig, FailedAuthConfig, IdentityConfig, JwtProviderConfig } from './types.js';
 
-const SYMMETRIC = ['HS256', 'HS384', 'HS512'];
-const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 const KEY_SOURCES = ['jwksUrl', 'jwksFile', 'publicKey', 'secret'] as const;
 /** HMAC keys shorter than the hash output are guessable offline; RFC 7518 3.2 requires at least this. */
 const MIN_SECRET_BYTES = 32;
@@ -53,16 +52,7 @@ function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtPro
       cx.issues.at(p.get(source), `${p.keyPath(source)}: must be at least ${MIN_SECRET_BYTES} bytes`);
     } else keys[source] = value;
   }
-  if (algorithms) {
-    const allowed = sources[0] === 'secret' ? SYMMETRIC : ASYMMETRIC;
-    if (algorithms.length === 0) cx.issues.at(p.get('algorithms'), `${p.keyPath('algorithms')}: must list at least one algorithm`);
-    for (const alg of algorithms) {
-      if (!allowed.includes(alg)) {
-        const kind = sources[0] === 'secret' ? 'a secret' : 'a public key or JWKS';
-        cx.issues.at(p.get('algorithms'), `${p.keyPath('algorithms')}: "${alg}" is not allowed with ${kind} (allowed: ${allowed.join(', ')})`);
-      }
-    }
-  }
+  if (audience && audience.length === 0) cx.issues.at(p.get('audience'), `${p.keyPath('audience')}: list at least one audience`);
   const claimsReader = p.map('claims');
   const claims = {
     tenant: claimsReader?.str('tenant', 'tenant') ?? 'tenant',
@@ -78,7 +68,13 @@ function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtPro
   const defaultTenant = p.optionalStr('defaultTenant');
   if (!name || !issuer || !audience || !algorithms || sources.length !== 1 || clockToleranceMs === undefined) return undefined;
   if (jwksCooldownMs === undefined || jwksCacheMaxAgeMs === undefined || defaultTenant === undefined) return undefined;
-  return { name, issuer, audience, algorithms, ...keys, clockToleranceMs, jwksCooldownMs, jwksCacheMaxAgeMs, claims, defaultTenant };
+  const provider = { name, issuer, audience, algorithms, ...keys, clockToleranceMs, jwksCooldownMs, jwksCacheMaxAgeMs, claims, defaultTenant };
+  // Algorithm confusion is made impossible here, once: secrets only with HS*, public keys and JWKS only asymmetric.
+  for (const problem of validateProviderAlgorithms(provider)) {
+    const key = problem.startsWith('algorithms') ? 'algorithms' : sources[0];
+    cx.issues.at(p.get(key) ?? p.node, `${p.path}.${problem}`);
+  }
+  return provider;
 }
 
 function readPem(cx: ReadContext, node: Node | null, path: string, value: string, configFile: string): string | undefined {
