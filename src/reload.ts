@@ -37,7 +37,9 @@ export function watchConfig(gateway: Gateway, configPath: string): () => void {
     const files = [configPath, gateway.plan.config.auth.apiKeys?.file].filter((f): f is string => !!f);
     watchers = [...new Set(files.map((f) => dirname(f)))].map((dir) =>
       watch(dir, (_event, name) => {
-        if (name && !files.some((f) => basename(f) === name.toString())) return;
+        // Kubernetes swaps a `..data` symlink rather than touching the mounted file itself.
+        const changed = name?.toString();
+        if (changed && !changed.startsWith('..data') && !files.some((f) => basename(f) === changed)) return;
         if (timer) clearTimeout(timer);
         timer = setTimeout(() => {
           timer = null;
