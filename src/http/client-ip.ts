@@ -50,3 +50,16 @@ export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
     return ip;
   };
 }
+
+/**
+ * The block a client address is counted under: IPv4 as is, IPv6 by its /64, since one subscriber
+ * usually holds a whole /64 and could otherwise rotate addresses to dodge per-IP limits.
+ */
+export function addressBlock(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  const [head, tail] = ip.split('%')[0].split('::');
+  const front = head ? head.split(':') : [];
+  const back = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const groups = tail === undefined ? front : [...front, ...new Array(Math.max(0, 8 - front.length - back.length)).fill('0'), ...back];
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+}

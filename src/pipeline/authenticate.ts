@@ -1,6 +1,7 @@
 // Stage: find the request's one credential and verify it with the authenticator of its kind.
 import { findCredential } from '../auth/credential.js';
 import type { Identity } from '../auth/identity.js';
+import { addressBlock } from '../http/client-ip.js';
 import { isProxyError, ProxyError } from '../http/errors.js';
 import type { Exchange } from './exchange.js';
 
@@ -8,15 +9,20 @@ const notAccepted = (what: string) => new ProxyError('invalid_token', `${what} a
 
 export async function authenticate(ex: Exchange): Promise<void> {
   const route = ex.route!;
-  if (route.auth.kind === 'none') return;
+  if (route.auth.kind === 'none') {
+    const { authorization, apiKey } = ex.incoming!;
+    if (authorization.length + apiKey.length > 1) throw new ProxyError('bad_request', 'send exactly one credential (Authorization or X-API-Key)', 'two_credentials');
+    return;
+  }
   const { plan } = ex;
-  plan.failedAuth?.check(ex.clientIp);
+  const block = addressBlock(ex.clientIp);
+  plan.failedAuth?.check(block);
   try {
     ex.identity = await verify(ex);
   } catch (err) {
     if (isProxyError(err)) {
       plan.runtime.metrics.authFailures.inc({ reason: err.reason });
-      if (err.status === 401) plan.failedAuth?.recordFailure(ex.clientIp);
+      if (err.status === 401) plan.failedAuth?.recordFailure(block);
     }
     throw err;
   }

@@ -1,6 +1,7 @@
 // Stage: charge one unit of every policy of the route, all or nothing; refuse with 429 and Retry-After.
 import type { Identity } from '../auth/identity.js';
 import type { PolicyConfig, RateLimitConfig } from '../config/types.js';
+import { addressBlock } from '../http/client-ip.js';
 import { ProxyError } from '../http/errors.js';
 import { rateLimitHeaders, retryAfterSeconds } from '../rate-limit/headers.js';
 import type { BucketRequest, Decision } from '../rate-limit/store.js';
@@ -40,7 +41,7 @@ export function compilePolicy(policy: PolicyConfig, limits: RateLimitConfig): Co
 function dimensionOf(by: PolicyConfig['by']): (identity: Identity | null, ip: string) => string {
   switch (by) {
     case 'ip':
-      return (_identity, ip) => ip;
+      return (_identity, ip) => addressBlock(ip);
     case 'tenant':
       return (identity) => identity!.tenant;
     case 'subject':
