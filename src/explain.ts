@@ -20,7 +20,7 @@ const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key']);
 export async function explain(config: GatehouseConfig, method: string, url: string, headers: Array<[string, string]>): Promise<object> {
   // A remote JWKS would need the network: such providers are left out and reported instead.
   const remote = config.auth.jwt.providers.filter((p) => p.jwksUrl);
-  const offline: GatehouseConfig = { ...config, auth: { ...config.auth, jwt: { providers: config.auth.jwt.providers.filter((p) => !p.jwksUrl) } } };
+  const offline: GatehouseConfig = { ...config, auth: { ...config.auth, jwt: { ...config.auth.jwt, providers: config.auth.jwt.providers.filter((p) => !p.jwksUrl) } } };
   const runtime = { clock: systemClock, logger: silentLogger, metrics: new Metrics(), store: new MemoryStore({ maxKeys: 1, clock: new ManualClock() }) };
   const plan = compilePlan(offline, runtime);
   const rawHeaders = headers.flat();

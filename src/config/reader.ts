@@ -16,7 +16,7 @@ export class ReadContext {
     const value = node.value;
     if (typeof value !== 'string') return value;
     return expandEnv(value, this.env, (name) =>
-      this.issues.at(node, `environment variable ${name} is not set (use \${${name}:-default} for a default)`),
+      this.issues.cause(node, `environment variable ${name} is not set (use \${${name}:-default} for a default)`),
     );
   }
 }

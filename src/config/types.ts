@@ -155,7 +155,8 @@ export interface GatehouseConfig {
   log: LogConfig;
   upstreams: Record<string, UpstreamConfig>;
   auth: {
-    jwt: { providers: JwtProviderConfig[] };
+    /** cacheSize: verified tokens kept (bounded LRU); 0 disables the cache. */
+    jwt: { providers: JwtProviderConfig[]; cacheSize: number };
     apiKeys: ApiKeysConfig | null;
     failedAuth: FailedAuthConfig | null;
   };

@@ -12,11 +12,11 @@ const MIN_SECRET_BYTES = 32;
 const HASH = /^sha256:([0-9a-f]{64})$/;
 const NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function readJwtProviders(cx: ReadContext, auth: MapReader, configFile: string): JwtProviderConfig[] {
+export function readJwt(cx: ReadContext, auth: MapReader, configFile: string): { providers: JwtProviderConfig[]; cacheSize: number } {
   const jwt = auth.map('jwt');
-  if (!jwt) return [];
-  const items = jwt.list('providers') ?? [];
-  jwt.done();
+  const cacheSize = jwt?.int('cacheSize', 10_000, 0, 10_000_000) ?? 10_000;
+  const items = jwt?.list('providers') ?? [];
+  jwt?.done();
   const providers: JwtProviderConfig[] = [];
   const names = new Set<string>();
   items.forEach((node, i) => {
@@ -29,7 +29,7 @@ export function readJwtProviders(cx: ReadContext, auth: MapReader, configFile: s
     names.add(provider.name);
     providers.push(provider);
   });
-  return providers;
+  return { providers, cacheSize };
 }
 
 function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtProviderConfig | undefined {
@@ -68,6 +68,8 @@ function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtPro
   const defaultTenant = p.optionalStr('defaultTenant');
   if (!name || !issuer || !audience || !algorithms || sources.length !== 1 || clockToleranceMs === undefined) return undefined;
   if (jwksCooldownMs === undefined || jwksCacheMaxAgeMs === undefined || defaultTenant === undefined) return undefined;
+  // A key source already reported as unusable (short secret, unreadable PEM) must not also read as "no key source".
+  if (!sources.some((source) => keys[source] !== undefined)) return undefined;
   const provider = { name, issuer, audience, algorithms, ...keys, clockToleranceMs, jwksCooldownMs, jwksCacheMaxAgeMs, claims, defaultTenant };
   // Algorithm confusion is made impossible here, once: secrets only with HS*, public keys and JWKS only asymmetric.
   for (const problem of validateProviderAlgorithms(provider)) {

@@ -2,7 +2,7 @@
 import { BlockList, isIP } from 'node:net';
 import { isScalar, isSeq, type Node } from 'yaml';
 import { MapReader, readString, type ReadContext } from './reader.js';
-import { readApiKeys, readFailedAuth, readIdentity, readJwtProviders } from './validate-auth.js';
+import { readApiKeys, readFailedAuth, readIdentity, readJwt } from './validate-auth.js';
 import { readRateLimit } from './validate-rate-limit.js';
 import type { GatehouseConfig, RouteAuth, RouteConfig, TrustProxy, UpstreamConfig } from './types.js';
 import { checkPattern } from '../pipeline/match-route.js';
@@ -29,9 +29,9 @@ export function validate(cx: ReadContext, rootNode: Node | null, file: string): 
   const lg = root.map('log');
   const log = { level: lg?.oneOf('level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info') ?? 'info' };
   lg?.done();
-  const upstreams = readUpstreams(cx, root);
+  const { upstreams, declared } = readUpstreams(cx, root);
   const authReader = root.map('auth');
-  const providers = authReader ? readJwtProviders(cx, authReader, file) : [];
+  const jwt = authReader ? readJwt(cx, authReader, file) : { providers: [], cacheSize: 10_000 };
   const apiKeys = authReader ? readApiKeys(cx, authReader, file) : null;
   const failedAuth = authReader ? readFailedAuth(cx, authReader) : null;
   authReader?.done();
@@ -43,12 +43,12 @@ export function validate(cx: ReadContext, rootNode: Node | null, file: string): 
     admin,
     log,
     upstreams,
-    auth: { jwt: { providers }, apiKeys, failedAuth },
+    auth: { jwt, apiKeys, failedAuth },
     identity,
     rateLimit,
     routes: [],
   };
-  config.routes = readRoutes(cx, root, config);
+  config.routes = readRoutes(cx, root, config, declared);
   root.done();
   return version === undefined ? undefined : config;
 }
@@ -92,9 +92,12 @@ function readAdmin(root: MapReader): GatehouseConfig['admin'] {
   return admin;
 }
 
-function readUpstreams(cx: ReadContext, root: MapReader): Record<string, UpstreamConfig> {
+/** The valid upstreams, and the names of all declared ones (an invalid upstream is reported once, not again by each route using it). */
+function readUpstreams(cx: ReadContext, root: MapReader): { upstreams: Record<string, UpstreamConfig>; declared: Set<string> } {
   const out: Record<string, UpstreamConfig> = {};
+  const declared = new Set<string>();
   for (const [name, node] of root.map('upstreams')?.entries() ?? []) {
+    declared.add(name);
     const u = MapReader.of(cx, node, `upstreams.${name}`, node);
     if (!u) continue;
     const url = u.str('url');
@@ -107,7 +110,7 @@ function readUpstreams(cx: ReadContext, root: MapReader): Record<string, Upstrea
       out[name] = { name, url, connectTimeoutMs, timeoutMs, keepAlive };
     }
   }
-  return out;
+  return { upstreams: out, declared };
 }
 
 function validUpstreamUrl(text: string): boolean {
@@ -119,7 +122,7 @@ function validUpstreamUrl(text: string): boolean {
   }
 }
 
-function readRoutes(cx: ReadContext, root: MapReader, config: GatehouseConfig): RouteConfig[] {
+function readRoutes(cx: ReadContext, root: MapReader, config: GatehouseConfig, upstreamNames: ReadonlySet<string>): RouteConfig[] {
   const routes: RouteConfig[] = [];
   const names = new Set<string>();
   (root.list('routes') ?? []).forEach((node, i) => {
@@ -154,7 +157,7 @@ function readRoutes(cx: ReadContext, root: MapReader, config: GatehouseConfig): 
         cx.issues.at(r.get('rateLimit'), `${r.path}.rateLimit: policy "${policy}" is by ${p.by}, but the route has auth: none (only by: ip works without a caller)`);
       }
     }
-    if (!respond && !config.upstreams[upstream]) cx.issues.at(r.get('upstream') ?? node, `${r.path}.upstream: no upstream named "${upstream}"`);
+    if (!respond && !upstreamNames.has(upstream)) cx.issues.at(r.get('upstream') ?? node, `${r.path}.upstream: no upstream named "${upstream}"`);
     if (respond && auth?.kind === 'none') cx.issues.at(r.get('respond'), `${r.path}.respond: identity needs a route with auth`);
     if ((require.scopes.length || require.roles.length) && auth?.kind === 'none') {
       cx.issues.at(r.get('require'), `${r.path}.require: needs a route with auth`);
