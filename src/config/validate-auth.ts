@@ -54,8 +54,9 @@ function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtPro
   }
   if (audience && audience.length === 0) cx.issues.at(p.get('audience'), `${p.keyPath('audience')}: list at least one audience`);
   const claimsReader = p.map('claims');
+  // Defaults are the SPEC example's mapping (section 2: a setting left out takes the example's value).
   const claims = {
-    tenant: claimsReader?.str('tenant', 'tenant') ?? 'tenant',
+    tenant: claimsReader?.str('tenant', 'org_id') ?? 'org_id',
     subject: claimsReader?.str('subject', 'sub') ?? 'sub',
     role: claimsReader?.str('role', 'role') ?? 'role',
     scopes: claimsReader?.str('scopes', 'scope') ?? 'scope',

@@ -1,0 +1,93 @@
+// The failed-auth guard end to end (SPEC section 5, auth.failedAuth): 401s counted per client IP, then 429
+// before any credential is checked; other IPs unaffected; time moved by a ManualClock.
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { ManualClock } from '../../src/clock.js';
+import { call, configYaml, startGatehouse, startUpstream, type Running, type Upstream } from '../support/harness.js';
+import { assertRefused } from '../support/refusals.js';
+
+const sha = (key: string) => `sha256:${createHash('sha256').update(key).digest('hex')}`;
+const GOOD = 'gh_test_failed_auth_good_key';
+const BAD = ['gh_test_bad_1', 'gh_test_bad_2', 'gh_test_bad_3'];
+
+const yaml = configYaml({
+  server: '  trustProxy: true\n',
+  auth: `  apiKeys:
+    keys:
+      - { id: good, hash: "${sha(GOOD)}", tenant: acme, subject: svc }
+  failedAuth: { limit: 3, window: 1m }`,
+  routes: `  - name: open
+    match: { path: /open/** }
+    auth: none
+  - name: api
+    match: { path: /** }
+    auth: any`,
+});
+
+let upstream: Upstream;
+t.before(async () => {
+  upstream = await startUpstream();
+});
+t.teardown(() => upstream.close());
+
+async function start(clock: ManualClock): Promise<Running> {
+  const running = await startGatehouse(yaml, { UPSTREAM: upstream.url }, { clock });
+  t.teardown(() => running.close());
+  return running;
+}
+
+/** A request from `ip` (believed through X-Forwarded-For, as trustProxy: true says) with `key`, or none. */
+const from = (running: Running, ip: string, key?: string, path = '/api/x') =>
+  call(`${running.url}${path}`, { headers: { 'x-forwarded-for': ip, ...(key === undefined ? {} : { 'x-api-key': key }) } });
+
+t.test('after 3 failed authentications the 4th request from that IP is 429 even with a valid key', async (t) => {
+  const running = await start(new ManualClock());
+  for (const key of BAD) assertRefused(t, await from(running, '203.0.113.7', key), 'invalid_token', BAD);
+  const before = upstream.requests.length;
+  const blocked = await from(running, '203.0.113.7', GOOD);
+  assertRefused(t, blocked, 'rate_limit_exceeded', [GOOD]);
+  // GCRA over the failures: one more attempt is earned every window / limit = 20 s.
+  t.equal(blocked.headers['retry-after'], '20', 'Retry-After: seconds until one more attempt is allowed');
+  t.equal(upstream.requests.length, before, 'not forwarded');
+  assertRefused(t, await from(running, '203.0.113.7', BAD[0]), 'rate_limit_exceeded', BAD);
+  const none = await from(running, '203.0.113.7');
+  assertRefused(t, none, 'rate_limit_exceeded');
+  t.equal(running.logs.find((l) => l.request_id === none.json.request_id && 'status' in l)?.reason, 'failed_auth', 'the refusal is logged as failed_auth');
+  // The guard protects credential checks; a route that checks none (auth: none) is left to its own limits.
+  t.equal((await from(running, '203.0.113.7', undefined, '/open/x')).status, 200, 'an auth: none route still answers');
+});
+
+t.test('another client IP is unaffected', async (t) => {
+  const running = await start(new ManualClock());
+  for (const key of BAD) await from(running, '203.0.113.7', key);
+  t.equal((await from(running, '203.0.113.7', GOOD)).status, 429, 'the guessing IP is blocked');
+  t.equal((await from(running, '198.51.100.20', GOOD)).status, 200, 'another IP with a valid key is admitted');
+  assertRefused(t, await from(running, '198.51.100.20', BAD[0]), 'invalid_token', BAD);
+  t.equal((await from(running, '198.51.100.20', GOOD)).status, 200, 'one failure of its own does not block it');
+});
+
+t.test('IPv6 clients are counted by /64: a neighbour address in the same /64 is blocked, another /64 is not', async (t) => {
+  const running = await start(new ManualClock());
+  for (const [i, key] of BAD.entries()) await from(running, `2001:db8:1:2::${i + 1}`, key);
+  assertRefused(t, await from(running, '2001:db8:1:2:ffff::9', GOOD), 'rate_limit_exceeded', [GOOD]);
+  t.equal((await from(running, '2001:db8:1:3::1', GOOD)).status, 200, 'the next /64 is another client');
+});
+
+t.test('missing credentials are 401s too and count towards the limit', async (t) => {
+  const running = await start(new ManualClock());
+  for (let i = 0; i < 3; i++) assertRefused(t, await from(running, '192.0.2.1'), 'missing_credentials');
+  t.equal((await from(running, '192.0.2.1', GOOD)).status, 429);
+});
+
+t.test('advancing the clock past the window admits the IP again', async (t) => {
+  const clock = new ManualClock();
+  const running = await start(clock);
+  for (const key of BAD) await from(running, '203.0.113.7', key);
+  t.equal((await from(running, '203.0.113.7', GOOD)).status, 429, 'blocked');
+  clock.advance(19_000);
+  t.equal((await from(running, '203.0.113.7', GOOD)).status, 429, 'still blocked before one attempt is earned back');
+  clock.advance(60_000);
+  const answer = await from(running, '203.0.113.7', GOOD);
+  t.equal(answer.status, 200, 'admitted after the window');
+  t.equal(upstream.requests.at(-1)!.headers['x-auth-key-id'], 'good');
+});
