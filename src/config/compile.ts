@@ -4,7 +4,7 @@ import { FailedAuthGuard } from '../auth/failed-auth.js';
 import { createJwtAuthenticator, type JwtAuthenticator } from '../auth/jwt.js';
 import type { CredentialSources } from '../auth/credential.js';
 import type { Clock } from '../clock.js';
-import { clientIpResolver, type ClientIpResolver } from '../http/client-ip.js';
+import { clientIpResolver, peerTrust, type ClientIpResolver, type PeerTrust } from '../http/client-ip.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { compilePattern, type Matchable } from '../pipeline/match-route.js';
@@ -43,7 +43,7 @@ export interface Plan {
   readonly apiKeys: ApiKeyAuthenticator | null;
   readonly failedAuth: FailedAuthGuard | null;
   readonly clientIp: ClientIpResolver;
-  readonly trustProxy: boolean;
+  readonly trustsPeer: PeerTrust;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly runtime: Runtime;
 }
@@ -86,7 +86,7 @@ export function compilePlan(config: GatehouseConfig, runtime: Runtime, previous?
     apiKeys,
     failedAuth,
     clientIp: clientIpResolver(config.server.trustProxy),
-    trustProxy: trustsProxy(config.server.trustProxy),
+    trustsPeer: peerTrust(config.server.trustProxy),
     upstreams,
     runtime,
   };
@@ -110,9 +110,14 @@ function compileRoute(r: RouteConfig, config: GatehouseConfig, upstreams: Map<st
   });
 }
 
-/** Releases what `next` did not take over from `old`: JWKS timers and idle upstream pools. */
-export async function retirePlan(old: Plan, next: Plan | null): Promise<void> {
-  if (old.jwt && old.jwt !== next?.jwt) old.jwt.close();
-  const kept = new Set(next ? next.upstreams.values() : []);
-  await Promise.all([...old.upstreams.values()].filter((u) => !kept.has(u)).map((u) => u.pool.close()));
+/**
+ * Releases the JWKS timers and upstream pools of `retired` plans that no `live` plan shares. A pool
+ * can pass from plan to plan across reloads, so it is closed once, by the last plan that held it.
+ */
+export async function retirePlans(retired: readonly Plan[], live: readonly Plan[]): Promise<void> {
+  const kept = new Set<unknown>(live.flatMap((p) => [p.jwt, ...p.upstreams.values()]));
+  const jwts = new Set(retired.map((p) => p.jwt).filter((j): j is JwtAuthenticator => j !== null && !kept.has(j)));
+  for (const jwt of jwts) jwt.close();
+  const pools = new Set(retired.flatMap((p) => [...p.upstreams.values()]).filter((u) => !kept.has(u)));
+  await Promise.all([...pools].map((u) => u.pool.close()));
 }

@@ -1,6 +1,8 @@
 // The admin listener: liveness, readiness and Prometheus metrics. Never proxies.
-import { createServer, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { createServer, type ServerResponse, type Server } from 'node:http';
 import type { Metrics } from '../observe/metrics.js';
+import { ProxyError, sendError } from './errors.js';
 
 export interface ReadinessProbe {
   /** Null when ready, else why not (e.g. "redis unavailable"). */
@@ -11,6 +13,9 @@ function json(status: number, body: object): [number, Record<string, string>, st
   return [status, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify(body)];
 }
 
+/** Admin refusals are gatehouse's own answers too, so they have the SPEC section 6 shape. */
+const refuse = (res: ServerResponse, err: ProxyError, headers?: Record<string, string>) => sendError(res, err, randomUUID(), headers);
+
 export function createAdminServer(metrics: Metrics, probe: ReadinessProbe): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
@@ -18,7 +23,9 @@ export function createAdminServer(metrics: Metrics, probe: ReadinessProbe): Serv
       res.writeHead(status, headers);
       res.end(body);
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return reply(json(405, { error: 'method_not_allowed' }));
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      return refuse(res, new ProxyError('method_not_allowed', 'the admin listener answers GET and HEAD only'), { allow: 'GET, HEAD' });
+    }
     if (path === '/healthz') return reply(json(200, { status: 'ok' }));
     if (path === '/readyz') {
       const reason = probe.notReadyReason();
@@ -27,10 +34,10 @@ export function createAdminServer(metrics: Metrics, probe: ReadinessProbe): Serv
     if (path === '/metrics') {
       metrics.registry.metrics().then(
         (text) => reply([200, { 'content-type': metrics.registry.contentType }, text]),
-        () => reply(json(500, { error: 'metrics_failed' })),
+        () => refuse(res, new ProxyError('internal_error', 'the metrics could not be collected')),
       );
       return;
     }
-    reply(json(404, { error: 'not_found' }));
+    refuse(res, new ProxyError('not_found', 'the admin listener serves /healthz, /readyz and /metrics only'));
   });
 }

@@ -25,17 +25,7 @@ export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
       return isIP(candidate) ? candidate : stripMapped(peer);
     };
   }
-  const trusted = new BlockList();
-  for (const cidr of trust) {
-    const [addr, bits] = cidr.split('/');
-    const family = isIP(addr) === 4 ? 'ipv4' : 'ipv6';
-    if (bits === undefined) trusted.addAddress(addr, family);
-    else trusted.addSubnet(addr, Number(bits), family);
-  }
-  const isTrusted = (ip: string) => {
-    const family = isIP(ip);
-    return family !== 0 && trusted.check(ip, family === 4 ? 'ipv4' : 'ipv6');
-  };
+  const isTrusted = trustedAddresses(trust);
   // Walk from the nearest hop outwards, skipping trusted proxies; the first untrusted address is the client.
   return (peer, xff) => {
     let ip = stripMapped(peer);
@@ -49,6 +39,31 @@ export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
     }
     return ip;
   };
+}
+
+function trustedAddresses(cidrs: readonly string[]): (ip: string) => boolean {
+  const trusted = new BlockList();
+  for (const cidr of cidrs) {
+    const [addr, bits] = cidr.split('/');
+    const family = isIP(addr) === 4 ? 'ipv4' : 'ipv6';
+    if (bits === undefined) trusted.addAddress(addr, family);
+    else trusted.addSubnet(addr, Number(bits), family);
+  }
+  return (ip) => {
+    const family = isIP(ip);
+    return family !== 0 && trusted.check(ip, family === 4 ? 'ipv4' : 'ipv6');
+  };
+}
+
+/** Whether the peer that connected to us may speak for the client (its X-Forwarded-* and Forwarded are believed). */
+export type PeerTrust = (peer: string) => boolean;
+
+export function peerTrust(trust: TrustProxy): PeerTrust {
+  if (trust === false || trust === 0) return () => false;
+  if (trust === true || typeof trust === 'number') return () => true;
+  // With a list, a client connecting directly from outside it is not a proxy and cannot vouch for itself.
+  const isTrusted = trustedAddresses(trust);
+  return (peer) => isTrusted(stripMapped(peer));
 }
 
 /**

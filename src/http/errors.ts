@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'token_expired'
   | 'insufficient_scope'
   | 'not_found'
+  | 'method_not_allowed'
   | 'request_header_fields_too_large'
   | 'request_timeout'
   | 'rate_limit_exceeded'
@@ -25,6 +26,7 @@ const STATUS: Record<ErrorCode, number> = {
   token_expired: 401,
   insufficient_scope: 403,
   not_found: 404,
+  method_not_allowed: 405,
   request_header_fields_too_large: 431,
   request_timeout: 408,
   rate_limit_exceeded: 429,
@@ -94,7 +96,10 @@ export function rejectOnSocket(socket: Socket, err: ProxyError, requestId: strin
     return;
   }
   const body = errorBody(err, requestId);
-  const lines = [`HTTP/1.1 ${err.status} ${err.code.replace(/_/g, ' ')}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${requestId}`, 'connection: close'];
+  const lines = [`HTTP/1.1 ${err.status} ${err.code.replace(/_/g, ' ')}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${requestId}`, 'cache-control: no-store', 'connection: close'];
+  // A refused WebSocket upgrade is a 401/403 like any other: it carries the same challenge.
+  const challenge = WWW_AUTHENTICATE[err.code];
+  if (challenge) lines.push(`www-authenticate: ${challenge}`);
   for (const [k, v] of Object.entries({ ...extra, ...err.headers })) lines.push(`${k}: ${v}`);
   socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
 }

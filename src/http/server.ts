@@ -2,7 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { compilePlan, retirePlan, type Plan, type Runtime } from '../config/compile.js';
+import { compilePlan, retirePlans, type Plan, type Runtime } from '../config/compile.js';
 import type { GatehouseConfig } from '../config/types.js';
 import { systemClock, type Clock } from '../clock.js';
 import { createLogger, type Logger } from '../observe/logger.js';
@@ -40,6 +40,13 @@ export class Gateway {
   private draining = false;
   private inFlight = 0;
   private drained: (() => void) | null = null;
+  private closing: Promise<void> | null = null;
+  /**
+   * HTTP requests still running, per plan. A request keeps the plan it started on to the end, so a
+   * replaced plan's upstream pools close only after its last request (closing them at once would
+   * turn a request still being admitted into a 502).
+   */
+  private readonly planUsers = new Map<Plan, number>();
 
   constructor(config: GatehouseConfig, options: GatewayOptions = {}) {
     const clock = options.clock ?? systemClock;
@@ -54,6 +61,9 @@ export class Gateway {
       headersTimeout: s.headersTimeoutMs,
       requestTimeout: s.requestTimeoutMs,
       keepAliveTimeout: s.keepAliveTimeoutMs,
+      // Node enforces both timeouts only when this sweep runs (default every 30 s), so a slow-header
+      // client could hold a socket far beyond headersTimeout; sweep often enough to keep it close.
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(s.headersTimeoutMs / 4))),
     });
     this.server.on('request', (req, res) => this.onRequest(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -76,11 +86,27 @@ export class Gateway {
     }
     this.inFlight++;
     this.runtime.metrics.inFlight.inc();
-    handleRequest(this.current, req, res).finally(() => {
+    const plan = this.current;
+    this.planUsers.set(plan, (this.planUsers.get(plan) ?? 0) + 1);
+    handleRequest(plan, req, res).finally(() => {
       this.inFlight--;
       this.runtime.metrics.inFlight.dec();
+      this.release(plan);
       if (this.draining && this.inFlight === 0) this.drained?.();
     });
+  }
+
+  private release(plan: Plan): void {
+    const users = this.planUsers.get(plan)! - 1;
+    if (users > 0) return void this.planUsers.set(plan, users);
+    this.planUsers.delete(plan);
+    // Shutdown retires every plan itself, once.
+    if (plan !== this.current && !this.closing) void retirePlans([plan], this.livePlans());
+  }
+
+  /** The current plan and every replaced one that still has requests. */
+  private livePlans(): Plan[] {
+    return [this.current, ...[...this.planUsers.keys()].filter((p) => p !== this.current)];
   }
 
   notReadyReason(): string | null {
@@ -112,12 +138,20 @@ export class Gateway {
     const old = this.current;
     this.current = compilePlan(config, this.runtime, old);
     this.runtime.metrics.reloads.inc({ outcome: 'ok' });
-    void retirePlan(old, this.current);
+    if (!this.planUsers.has(old)) void retirePlans([old], this.livePlans());
     return 'ok';
   }
 
-  /** Stops accepting, lets in-flight requests finish (up to shutdownTimeout), then closes everything. */
-  async close(): Promise<void> {
+  /**
+   * Stops accepting, lets in-flight requests finish (up to shutdownTimeout), then closes everything.
+   * Idempotent: a second call (another signal, an owner's cleanup) waits for the first instead of
+   * closing the upstream pools again, which undici rejects.
+   */
+  close(): Promise<void> {
+    return (this.closing ??= this.shutdown());
+  }
+
+  private async shutdown(): Promise<void> {
     this.draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
@@ -131,7 +165,7 @@ export class Gateway {
     this.server.closeAllConnections();
     await closed;
     if (this.admin?.listening) await new Promise<void>((resolve) => this.admin!.close(() => resolve()));
-    await retirePlan(this.current, null);
+    await retirePlans(this.livePlans(), []);
     await this.runtime.store.close();
   }
 }

@@ -63,12 +63,21 @@ export async function forward(ex: Exchange, headers: Record<string, string | str
   const res = ex.res!;
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
   const sent = performance.now();
+  // A client that goes away (or is cut off by a shutdown) must not leave its upstream request running
+  // until the upstream timeout: that holds a pool connection and makes a graceful shutdown wait for it.
+  const abandoned = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abandoned.abort();
+  };
+  if (res.destroyed) abandoned.abort();
+  else res.once('close', onClose);
   const options: Dispatcher.RequestOptions = {
     path: upstream.basePath + ex.path + ex.search,
     method: req.method as Dispatcher.HttpMethod,
     headers,
     body: hasBody ? req : null,
     reset: !upstream.config.keepAlive,
+    signal: abandoned.signal,
   };
   try {
     await upstream.pool.stream(options, ({ statusCode, headers: answer }) => {
@@ -79,6 +88,12 @@ export async function forward(ex: Exchange, headers: Record<string, string | str
       return res;
     });
   } catch (err) {
+    if (abandoned.signal.aborted) {
+      // Nobody is left to answer; 499 is the customary log status for it (nginx).
+      ex.status = 499;
+      ex.reason = 'client_closed';
+      return;
+    }
     if (res.headersSent || res.destroyed) {
       // The answer had started: the only honest signal left is to cut the connection.
       ex.reason = 'upstream_aborted';
@@ -86,5 +101,7 @@ export async function forward(ex: Exchange, headers: Record<string, string | str
       return;
     }
     throw upstreamError(err);
+  } finally {
+    res.off('close', onClose);
   }
 }

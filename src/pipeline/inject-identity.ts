@@ -48,9 +48,11 @@ export function injectIdentity(ex: Exchange): Record<string, string | string[]> 
     if (incoming.apiKey.length) headers['x-api-key'] = incoming.apiKey[0];
   }
   const peer = ex.req.socket.remoteAddress ?? '';
-  headers['x-forwarded-for'] = plan.trustProxy && incoming.forwardedFor ? `${incoming.forwardedFor}, ${peer}` : peer;
-  headers['x-forwarded-proto'] = (plan.trustProxy && incoming.forwardedProto) || 'http';
-  const host = (plan.trustProxy && incoming.forwardedHost) || incoming.host;
+  const trusted = plan.trustsPeer(peer);
+  if (!trusted) delete headers.forwarded;
+  headers['x-forwarded-for'] = trusted && incoming.forwardedFor ? `${incoming.forwardedFor}, ${peer}` : peer;
+  headers['x-forwarded-proto'] = (trusted && incoming.forwardedProto) || 'http';
+  const host = (trusted && incoming.forwardedHost) || incoming.host;
   if (host) headers['x-forwarded-host'] = host;
   headers['x-request-id'] = ex.requestId;
   return headers;

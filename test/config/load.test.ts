@@ -1,0 +1,361 @@
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/config/issues.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'gatehouse-load-'));
+let n = 0;
+
+/** Writes `yaml` to a fresh file and loads it; returns the file and the issues as `FILE:LINE:COL message`. */
+function load(yaml: string, env: Record<string, string> = {}) {
+  const file = join(dir, `config-${++n}.yaml`);
+  writeFileSync(file, yaml);
+  try {
+    return { file, config: loadConfig(file, env), issues: [] as string[] };
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return { file, config: null, issues: err.issues.map(String) };
+  }
+}
+
+const SECRET = '0123456789abcdef0123456789abcdef';
+const UP = 'upstreams:\n  default:\n    url: http://127.0.0.1:3000\n';
+const ROUTE = 'routes:\n  - name: all\n    match: { path: /** }\n    auth: none\n';
+/** A provider block (5 lines, starting on line 5 when placed right after version + UP) with one key source. */
+const provider = (lines: string) => `auth:\n  jwt:\n    providers:\n      - name: a\n        issuer: https://issuer/\n${lines}`;
+
+interface Case {
+  name: string;
+  yaml: string;
+  env?: Record<string, string>;
+  /** `LINE:COL message`, in the order reported. */
+  issues: string[];
+}
+
+const cases: Case[] = [
+  { name: 'unknown top-level key (typo of server)', yaml: `version: 1\nservr:\n  port: 1\n${UP}${ROUTE}`, issues: ['2:1 servr: unknown key'] },
+  {
+    name: 'unknown nested key: audiance instead of audience',
+    yaml: `version: 1\n${UP}${provider(`        audiance: api\n        algorithms: [HS256]\n        secret: ${SECRET}\n`)}${ROUTE}`,
+    issues: ['8:9 auth.jwt.providers[0].audience: required key is missing', '10:9 auth.jwt.providers[0].audiance: unknown key'],
+  },
+  {
+    name: 'unknown key in an upstream',
+    yaml: `version: 1\n${UP}    timout: 5s\n${ROUTE}`,
+    issues: ['5:5 upstreams.default.timout: unknown key'],
+  },
+  {
+    name: 'unknown key inside a route match',
+    yaml: `version: 1\n${UP}routes:\n  - name: all\n    match: { path: /**, method: [GET] }\n    auth: none\n`,
+    issues: ['7:25 routes[0].match.method: unknown key'],
+  },
+  { name: 'a port that is a word', yaml: `version: 1\nserver:\n  port: eighty\n${UP}${ROUTE}`, issues: ['3:9 server.port: must be a whole number from 0 to 65535'] },
+  { name: 'a port out of range', yaml: `version: 1\nserver:\n  port: 70000\n${UP}${ROUTE}`, issues: ['3:9 server.port: must be a whole number from 0 to 65535'] },
+  { name: 'a boolean that is not one', yaml: `version: 1\n${UP}    keepAlive: yes please\n${ROUTE}`, issues: ['5:16 upstreams.default.keepAlive: must be true or false'] },
+  { name: 'a section that is a list', yaml: `version: 1\nserver: [1, 2]\n${UP}${ROUTE}`, issues: ['2:9 server: must be a mapping'] },
+  { name: 'routes that are a mapping', yaml: `version: 1\n${UP}routes:\n  all: {}\n`, issues: ['6:3 routes: must be a list'] },
+  {
+    name: 'algorithms as a string instead of a list',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: HS256\n        secret: ${SECRET}\n`)}${ROUTE}`,
+    issues: ['11:21 auth.jwt.providers[0].algorithms: must be a list'],
+  },
+  {
+    name: 'a duration with a unit that does not exist',
+    yaml: `version: 1\nserver:\n  shutdownTimeout: 5w\n${UP}${ROUTE}`,
+    issues: ['3:20 server.shutdownTimeout: must be a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds'],
+  },
+  {
+    name: 'a duration written in words',
+    yaml: `version: 1\n${UP}    timeout: 10 seconds\n${ROUTE}`,
+    issues: ['5:14 upstreams.default.timeout: must be a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds'],
+  },
+  {
+    name: 'a negative duration',
+    yaml: `version: 1\nserver:\n  shutdownTimeout: -1\n${UP}${ROUTE}`,
+    issues: ['3:20 server.shutdownTimeout: must be a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds'],
+  },
+  { name: 'missing version', yaml: `${UP}${ROUTE}`, issues: ['1:1 version: required key is missing'] },
+  { name: 'an unsupported version', yaml: `version: 2\n${UP}${ROUTE}`, issues: ['1:10 version: must be a whole number from 1 to 1'] },
+  {
+    name: 'an upstream without url (reported once, not again by the route using it)',
+    yaml: `version: 1\nupstreams:\n  default:\n    timeout: 5s\n${ROUTE}`,
+    issues: ['4:5 upstreams.default.url: required key is missing'],
+  },
+  {
+    name: 'an upstream url that is not http(s)',
+    yaml: `version: 1\nupstreams:\n  default:\n    url: ftp://files/\n${ROUTE}`,
+    issues: ['4:10 upstreams.default.url: must be an http:// or https:// URL without query or credentials'],
+  },
+  {
+    name: 'a provider without algorithms (there is no default list)',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        secret: ${SECRET}\n`)}${ROUTE}`,
+    issues: ['8:9 auth.jwt.providers[0].algorithms: required key is missing'],
+  },
+  {
+    name: 'an unset variable is named once, with no follow-on errors about the empty value',
+    yaml: `version: 1\nupstreams:\n  default:\n    url: \${UPSTREAM_URL}\n${ROUTE}`,
+    issues: ['4:10 environment variable UPSTREAM_URL is not set (use ${UPSTREAM_URL:-default} for a default)'],
+  },
+  {
+    name: 'two unset variables in one value are both named',
+    yaml: `version: 1\nupstreams:\n  default:\n    url: http://\${HOST}:\${PORT}\n${ROUTE}`,
+    issues: [
+      '4:10 environment variable HOST is not set (use ${HOST:-default} for a default)',
+      '4:10 environment variable PORT is not set (use ${PORT:-default} for a default)',
+    ],
+  },
+  {
+    name: 'a variable that expands to a bad port',
+    yaml: `version: 1\nserver:\n  port: \${PORT}\n${UP}${ROUTE}`,
+    env: { PORT: 'abc' },
+    issues: ['3:9 server.port: must be a whole number from 0 to 65535'],
+  },
+  {
+    name: 'alg none is refused',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [HS256, none]\n        secret: ${SECRET}\n`)}${ROUTE}`,
+    issues: ['11:21 auth.jwt.providers[0].algorithms: "none" is never accepted'],
+  },
+  {
+    name: 'an asymmetric algorithm with a secret is refused',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [RS256]\n        secret: ${SECRET}\n`)}${ROUTE}`,
+    issues: ['11:21 auth.jwt.providers[0].algorithms: "RS256" is asymmetric, but this provider verifies with a shared secret; use HS256, HS384 or HS512'],
+  },
+  {
+    name: 'a symmetric algorithm with a JWKS is refused',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [HS256]\n        jwksUrl: https://issuer/jwks.json\n`)}${ROUTE}`,
+    issues: ['11:21 auth.jwt.providers[0].algorithms: "HS256" is symmetric, but this provider verifies with a public key (jwksUrl); use an asymmetric algorithm'],
+  },
+  {
+    name: 'a secret shorter than 32 bytes is refused (and only that is reported)',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [HS256]\n        secret: short\n`)}${ROUTE}`,
+    issues: ['12:17 auth.jwt.providers[0].secret: must be at least 32 bytes'],
+  },
+  {
+    name: 'two key sources are refused',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [RS256]\n        jwksUrl: https://issuer/jwks.json\n        jwksFile: jwks.json\n`)}${ROUTE}`,
+    issues: ['8:9 auth.jwt.providers[0]: set exactly one of jwksUrl, jwksFile, publicKey, secret (found jwksUrl, jwksFile)'],
+  },
+  {
+    name: 'two routes with one name',
+    yaml: `version: 1\n${UP}routes:\n  - name: all\n    match: { path: /a }\n    auth: none\n  - name: all\n    match: { path: /b }\n    auth: none\n`,
+    issues: ['9:11 routes[1].name: route "all" is defined twice'],
+  },
+  {
+    name: 'a route naming an unknown policy',
+    yaml: `version: 1\n${UP}routes:\n  - name: all\n    match: { path: /a }\n    auth: none\n    rateLimit: [nope]\n`,
+    issues: ['9:16 routes[0].rateLimit: no policy named "nope"'],
+  },
+  {
+    name: 'a route naming an unknown upstream',
+    yaml: `version: 1\n${UP}routes:\n  - name: all\n    match: { path: /a }\n    auth: none\n    upstream: other\n`,
+    issues: ['9:15 routes[0].upstream: no upstream named "other"'],
+  },
+  {
+    name: 'route auth naming an unknown provider',
+    yaml: `version: 1\n${UP}auth:\n  apiKeys:\n    keys: []\nroutes:\n  - name: all\n    match: { path: /a }\n    auth: [sso, api-key]\n`,
+    issues: ['11:11 routes[0].auth: unknown provider "sso" (use any, none, jwt, api-key or provider names)'],
+  },
+  {
+    name: 'a by: tenant policy on an auth: none route',
+    yaml: `version: 1\n${UP}rateLimit:\n  policies:\n    std: { limit: 10, window: 1m, by: tenant }\nroutes:\n  - name: all\n    match: { path: /a }\n    auth: none\n    rateLimit: [std]\n`,
+    issues: ['12:16 routes[0].rateLimit: policy "std" is by tenant, but the route has auth: none (only by: ip works without a caller)'],
+  },
+  {
+    name: '** that is not the last segment',
+    yaml: `version: 1\n${UP}routes:\n  - name: all\n    match: { path: /api/**/x }\n    auth: none\n`,
+    issues: ['7:20 routes[0].match.path: ** may only be the last segment'],
+  },
+  { name: 'YAML syntax error: tab indentation', yaml: 'version: 1\nserver:\n\tport: 1\n', issues: ['3:1 Tabs are not allowed as indentation'] },
+  { name: 'YAML syntax error: nested compact mapping', yaml: 'version: 1\nkey: value: other\n', issues: ['2:6 Nested mappings are not allowed in compact mappings'] },
+  { name: 'YAML duplicate key', yaml: `version: 1\nserver:\n  port: 1\n  port: 2\n${UP}${ROUTE}`, issues: ['4:3 Map keys must be unique'] },
+  {
+    name: 'several errors are all reported at once',
+    yaml: [
+      'version: 2',
+      'servr: {}',
+      'upstreams:',
+      '  default:',
+      '    url: ftp://x',
+      '    timeout: soon',
+      'routes:',
+      '  - name: a',
+      '    match: { path: /a/**/b, methods: [get] }',
+      '    auth: bogus',
+      '    upstream: nowhere',
+      '',
+    ].join('\n'),
+    issues: [
+      '1:10 version: must be a whole number from 1 to 1',
+      '5:10 upstreams.default.url: must be an http:// or https:// URL without query or credentials',
+      '6:14 upstreams.default.timeout: must be a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds',
+      '9:20 routes[0].match.path: ** may only be the last segment',
+      '9:38 routes[0].match.methods: "get" is not an HTTP method (use upper case)',
+      '10:11 routes[0].auth: unknown provider "bogus" (use any, none, jwt, api-key or provider names)',
+      '11:15 routes[0].upstream: no upstream named "nowhere"',
+      '2:1 servr: unknown key',
+    ],
+  },
+];
+
+t.test('config errors name the file, line and column of the offending key or value', async (t) => {
+  for (const c of cases) {
+    const { file, issues } = load(c.yaml, c.env);
+    t.strictSame(issues, c.issues.map((i) => `${file}:${i}`), c.name);
+  }
+});
+
+t.test('several errors are reported together (counted), one per line of the error message', async (t) => {
+  const several = cases.find((c) => c.name.startsWith('several'))!;
+  const file = join(dir, 'several.yaml');
+  writeFileSync(file, several.yaml);
+  const err = t.throws(() => loadConfig(file, {})) as ConfigError;
+  t.equal(err.issues.length, 8);
+  t.equal(err.message.split('\n').length, 8);
+  t.equal(err.message.split('\n')[0], `${file}:1:10 version: must be a whole number from 1 to 1`);
+});
+
+t.test('a missing file is a config error at 1:1', async (t) => {
+  const file = join(dir, 'does-not-exist.yaml');
+  const err = t.throws(() => loadConfig(file, {})) as ConfigError;
+  t.strictSame(err.issues.map(String), [`${file}:1:1 cannot read file (ENOENT)`]);
+});
+
+t.test('${VAR:-default} gives the default when VAR is unset and the value when it is set', async (t) => {
+  const yaml = `version: 1\nupstreams:\n  default:\n    url: \${UPSTREAM:-http://10.0.0.1:81/base}\n${ROUTE}`;
+  t.equal(load(yaml).config?.upstreams.default.url, 'http://10.0.0.1:81/base');
+  t.equal(load(yaml, { UPSTREAM: 'https://api.internal/v2' }).config?.upstreams.default.url, 'https://api.internal/v2');
+  t.equal(load(`version: 1\nupstreams:\n  default:\n    url: http://h\${SUFFIX:-}/\n${ROUTE}`).config?.upstreams.default.url, 'http://h/', 'an empty default');
+});
+
+t.test('an environment variable can fill an integer (port) and a duration', async (t) => {
+  const yaml = `version: 1\nserver:\n  port: \${PORT}\n  shutdownTimeout: \${GRACE}\n${UP}${ROUTE}`;
+  const { config, issues } = load(yaml, { PORT: '9090', GRACE: '250ms' });
+  t.strictSame(issues, []);
+  t.equal(config?.server.port, 9090);
+  t.equal(config?.server.shutdownTimeoutMs, 250);
+});
+
+t.test('durations: every unit and plain seconds', async (t) => {
+  const cases: [string, number][] = [
+    ['250ms', 250],
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['1h', 3_600_000],
+    ['1d', 86_400_000],
+    ['2', 2_000],
+    ['1.5', 1_500],
+    ['0', 0],
+  ];
+  for (const [text, ms] of cases) {
+    const { config, issues } = load(`version: 1\nserver:\n  shutdownTimeout: ${text}\n${UP}${ROUTE}`);
+    t.strictSame(issues, [], text);
+    t.equal(config?.server.shutdownTimeoutMs, ms, text);
+  }
+});
+
+t.test('config.example.yaml loads cleanly', async (t) => {
+  const config = loadConfig(resolve(import.meta.dirname, '../../config.example.yaml'), {});
+  t.strictSame(
+    config.routes.map((r) => r.name),
+    ['login', 'whoami', 'reports', 'api'],
+  );
+  t.equal(config.auth.apiKeys?.keys.length, 2);
+  t.equal(config.auth.jwt.providers.length, 1);
+  t.strictSame(Object.keys(config.rateLimit.policies), ['standard', 'reports', 'login']);
+});
+
+t.test('a minimal config gets every default of SPEC section 2', async (t) => {
+  const yaml = [
+    'version: 1',
+    'admin: {}',
+    'upstreams:',
+    '  default:',
+    '    url: http://127.0.0.1:3000',
+    'auth:',
+    '  jwt:',
+    '    providers:',
+    '      - name: sso',
+    '        issuer: https://issuer/',
+    '        audience: api',
+    '        algorithms: [RS256]',
+    '        jwksUrl: https://issuer/jwks.json',
+    '  apiKeys:',
+    '    keys:',
+    `      - { id: ci, hash: "sha256:${'ab'.repeat(32)}", tenant: acme }`,
+    'routes:',
+    '  - name: all',
+    '    match: { path: /** }',
+    '',
+  ].join('\n');
+  const { config, issues } = load(yaml);
+  t.strictSame(issues, []);
+  const c = config!;
+  t.strictSame(c.server, {
+    host: '0.0.0.0',
+    port: 8080,
+    trustProxy: false,
+    shutdownTimeoutMs: 10_000,
+    maxHeaderBytes: 16_384,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 300_000,
+    keepAliveTimeoutMs: 5_000,
+  });
+  t.strictSame(c.admin, { host: '127.0.0.1', port: 9901 });
+  t.strictSame(c.upstreams.default, { name: 'default', url: 'http://127.0.0.1:3000', connectTimeoutMs: 5_000, timeoutMs: 30_000, keepAlive: true });
+  const p = c.auth.jwt.providers[0];
+  t.strictSame(p.audience, ['api'], 'a single audience string becomes a list');
+  t.equal(p.clockToleranceMs, 30_000);
+  t.equal(p.jwksCooldownMs, 10_000);
+  t.equal(p.jwksCacheMaxAgeMs, 600_000);
+  t.equal(p.defaultTenant, null);
+  t.strictSame(c.auth.apiKeys?.sources, ['authorization', 'x-api-key']);
+  t.equal(c.auth.apiKeys?.file, null);
+  t.strictSame(c.auth.apiKeys?.keys[0], {
+    id: 'ci',
+    hash: 'ab'.repeat(32),
+    tenant: 'acme',
+    subject: 'ci',
+    role: null,
+    scopes: [],
+    access: 'full',
+    plan: null,
+    expiresAt: null,
+    disabled: false,
+  });
+  t.equal(c.auth.failedAuth, null, 'failedAuth is off unless configured');
+  t.strictSame(c.identity, {
+    headers: {
+      tenant: 'X-Auth-Tenant',
+      subject: 'X-Auth-Subject',
+      role: 'X-Auth-Role',
+      scopes: 'X-Auth-Scopes',
+      method: 'X-Auth-Method',
+      keyId: 'X-Auth-Key-Id',
+    },
+    claimHeaders: {},
+    stripPrefixes: ['X-Auth-'],
+    forwardAuthorization: false,
+  });
+  t.strictSame(c.rateLimit, {
+    store: 'memory',
+    maxKeys: 100_000,
+    redis: { url: 'redis://127.0.0.1:6379', keyPrefix: 'gatehouse:', commandTimeoutMs: 100, onError: 'allow' },
+    headers: 'both',
+    policies: {},
+    plans: {},
+    tenants: {},
+  });
+  t.strictSame(c.log, { level: 'info' });
+  t.strictSame(c.routes[0], {
+    name: 'all',
+    path: '/**',
+    methods: null,
+    auth: { kind: 'some', jwtProviders: 'all', apiKeys: true },
+    require: { scopes: [], roles: [] },
+    rateLimit: [],
+    upstream: 'default',
+    respond: null,
+  });
+});
