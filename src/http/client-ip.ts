@@ -5,30 +5,30 @@ import type { TrustProxy } from '../config/types.js';
 /** (peer address, X-Forwarded-For value or undefined) -> client IP. Built once per plan. */
 export type ClientIpResolver = (peer: string, forwardedFor: string | undefined) => string;
 
-const stripMapped = (ip: string): string => (ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip);
+export const unmapped = (ip: string): string => (ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip);
 
 export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
-  if (trust === false || trust === 0) return (peer) => stripMapped(peer);
+  if (trust === false || trust === 0) return (peer) => unmapped(peer);
   if (trust === true) {
     return (peer, xff) => {
-      if (!xff) return stripMapped(peer);
+      if (!xff) return unmapped(peer);
       const first = xff.split(',')[0].trim();
-      return isIP(first) ? first : stripMapped(peer);
+      return isIP(first) ? first : unmapped(peer);
     };
   }
   if (typeof trust === 'number') {
     // Trust `trust` hops: the client is the address that the outermost trusted proxy saw.
     return (peer, xff) => {
       const hops = xff ? xff.split(',').map((h) => h.trim()) : [];
-      const chain = [...hops, stripMapped(peer)];
+      const chain = [...hops, unmapped(peer)];
       const candidate = chain[Math.max(0, chain.length - 1 - trust)];
-      return isIP(candidate) ? candidate : stripMapped(peer);
+      return isIP(candidate) ? candidate : unmapped(peer);
     };
   }
   const isTrusted = trustedAddresses(trust);
   // Walk from the nearest hop outwards, skipping trusted proxies; the first untrusted address is the client.
   return (peer, xff) => {
-    let ip = stripMapped(peer);
+    let ip = unmapped(peer);
     if (!isTrusted(ip) || !xff) return ip;
     const hops = xff.split(',');
     for (let i = hops.length - 1; i >= 0; i--) {
@@ -63,7 +63,7 @@ export function peerTrust(trust: TrustProxy): PeerTrust {
   if (trust === true || typeof trust === 'number') return () => true;
   // With a list, a client connecting directly from outside it is not a proxy and cannot vouch for itself.
   const isTrusted = trustedAddresses(trust);
-  return (peer) => isTrusted(stripMapped(peer));
+  return (peer) => isTrusted(unmapped(peer));
 }
 
 /**

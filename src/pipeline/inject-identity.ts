@@ -1,4 +1,5 @@
 // Stage: add the verified identity, forwarding headers and request id to the already-sanitized upstream headers.
+import { unmapped } from '../http/client-ip.js';
 import { ProxyError } from '../http/errors.js';
 import type { Exchange } from './exchange.js';
 
@@ -47,7 +48,7 @@ export function injectIdentity(ex: Exchange): Record<string, string | string[]> 
     if (incoming.authorization.length) headers.authorization = incoming.authorization[0];
     if (incoming.apiKey.length) headers['x-api-key'] = incoming.apiKey[0];
   }
-  const peer = ex.req.socket.remoteAddress ?? '';
+  const peer = unmapped(ex.req.socket.remoteAddress ?? '');
   const trusted = plan.trustsPeer(peer);
   if (!trusted) delete headers.forwarded;
   headers['x-forwarded-for'] = trusted && incoming.forwardedFor ? `${incoming.forwardedFor}, ${peer}` : peer;

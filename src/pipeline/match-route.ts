@@ -35,6 +35,8 @@ const PERCENT = /%([0-9A-Fa-f]{2})/g;
 /** Percent-encoded characters that decode to a path separator, a dot or NUL: never allowed. */
 const FORBIDDEN_ESCAPES = new Set(['2f', '5c', '2e', '00']);
 const UNRESERVED = /[A-Za-z0-9\-_~]/;
+/** `..;x` is `..` to servers that strip path parameters (Tomcat, Spring): a known way around route rules. */
+const DOT_WITH_PARAMS = /^\.\.?(;|%3B)/i;
 
 function badPath(message: string): ProxyError {
   return new ProxyError('bad_request', message, 'ambiguous_path');
@@ -61,7 +63,7 @@ export function normalizePath(path: string): string {
   const segments = out.split('/');
   for (let i = 1; i < segments.length; i++) {
     const s = segments[i];
-    if (s === '.' || s === '..') throw badPath('the request path contains a . or .. segment');
+    if (s === '.' || s === '..' || DOT_WITH_PARAMS.test(s)) throw badPath('the request path contains a . or .. segment');
     // An empty segment other than a trailing slash: upstreams often merge `//`, so `//admin` could reach `/admin`.
     if (s === '' && i !== segments.length - 1) throw badPath('the request path contains an empty segment (//)');
   }

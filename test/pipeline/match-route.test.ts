@@ -118,6 +118,11 @@ t.test('ambiguous request paths are refused with 400 bad_request', async (t) => 
     '/a%2',
     '/%u002e%u002e/admin',
     '/ok/%2e%2e%2f',
+    // Servers that strip path parameters (Tomcat, Spring) read `..;` as `..`.
+    '/api/..;/admin',
+    '/api/.;x/admin',
+    '/api/..%3b/admin',
+    '/api/..%3Bjsessionid=1/admin',
   ];
   t.ok(refused.length >= 30);
   for (const path of refused) {
@@ -151,9 +156,8 @@ t.test('unambiguous request paths are accepted and normalized', async (t) => {
     // Percent-encoded '%' stays as it is: we forward what we matched, a double decode is the upstream's business.
     ['/%252e%252e/admin', '/%252e%252e/admin'],
     ['/%c0%ae', '/%C0%AE'],
-    // `..;` is an ordinary segment for gatehouse (it is not `..`); matching sees it as the literal text.
-    ['/api/..;/admin', '/api/..;/admin'],
     ['/api/;/x', '/api/;/x'],
+    ['/api/a..;/x', '/api/a..;/x'],
   ];
   for (const [path, normalized] of accepted) {
     t.equal(normalizePath(path), normalized, JSON.stringify(path));
@@ -164,7 +168,7 @@ t.test('a path normalized from escapes matches the route of its plain form', asy
   const routes = [route('admin', '/admin/**'), route('rest', '/**')];
   t.equal(matchRoute(routes, 'GET', normalizePath('/%61dmin/users')).name, 'admin');
   t.equal(matchRoute(routes, 'GET', normalizePath('/%61%64%6d%69%6e')).name, 'admin');
-  t.equal(matchRoute(routes, 'GET', normalizePath('/api/..;/admin')).name, 'rest', '..; stays inside its own segment');
+  t.throws(() => normalizePath('/api/..;/admin'), { code: 'bad_request' }, '..; is refused before any route is matched');
 });
 
 t.test('checkPattern rejects patterns a route cannot match', async (t) => {
