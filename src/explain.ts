@@ -37,9 +37,17 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
     ex.search = q === -1 ? '' : url.slice(q);
     ex.route = matchRoute(plan.routes, method, ex.path);
     out.route = { name: ex.route.name, path: ex.route.config.path, auth: ex.route.config.auth, upstream: ex.route.upstream?.config.url ?? null, respond: ex.route.config.respond };
-    out.credential = describeCredential(ex, remote.map((p) => [p.issuer, p.name] as const));
-    if (out.credential && (out.credential as { needsNetwork?: boolean }).needsNetwork) return out;
-    await authenticate(ex);
+    const credential = describeCredential(ex, remote.map((p) => [p.issuer, p.name] as const));
+    out.credential = credential;
+    if (credential?.needsNetwork) return out;
+    try {
+      await authenticate(ex);
+    } catch (err) {
+      // A 401 is the credential's verdict; other refusals (two credentials, a busy JWKS) say nothing about it.
+      if (credential && isProxyError(err) && err.status === 401) credential.verified = false;
+      throw err;
+    }
+    if (credential) credential.verified = true;
     authorize(ex);
     if (ex.identity) {
       const { claims: _claims, ...identity } = ex.identity;
@@ -66,7 +74,10 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
   return out;
 }
 
-function describeCredential(ex: Exchange, remoteIssuers: ReadonlyArray<readonly [string, string]>): object | null {
+/** What was presented, never the value itself. `verified` is filled in once authentication ran. */
+type CredentialReport = Record<string, unknown> & { needsNetwork?: boolean; verified?: boolean | null };
+
+function describeCredential(ex: Exchange, remoteIssuers: ReadonlyArray<readonly [string, string]>): CredentialReport | null {
   const { authorization, apiKey } = ex.incoming!;
   if (authorization.length + apiKey.length === 0) return null;
   const source = apiKey.length ? 'X-API-Key' : 'Authorization';

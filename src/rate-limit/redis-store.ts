@@ -70,6 +70,9 @@ table.insert(charged, 1, 1)
 return charged
 `;
 
+/** While Redis is connected but not answering, how often a PING checks whether it answers again. */
+const STALL_PROBE_MS = 250;
+
 interface ConsumeClient extends Redis {
   gatehouseConsume(numKeys: number, ...args: string[]): Promise<number[]>;
 }
@@ -79,6 +82,9 @@ export class RedisStore implements RateLimitStore {
   private readonly options: RedisStoreOptions;
   private down = false;
   private closed = false;
+  /** Connected but a command failed (a hung Redis times out without dropping the socket): not ready. */
+  private stalled = false;
+  private probe: NodeJS.Timeout | null = null;
 
   constructor(options: RedisStoreOptions) {
     this.options = options;
@@ -101,6 +107,7 @@ export class RedisStore implements RateLimitStore {
     client.on('ready', () => {
       if (this.down) this.options.logger?.info('rate-limit redis reconnected');
       this.down = false;
+      this.stalled = false;
     });
   }
 
@@ -113,8 +120,10 @@ export class RedisStore implements RateLimitStore {
     try {
       reply = await this.client.gatehouseConsume(keys.length, ...keys, now, ...args);
     } catch (err) {
+      if (this.client.status === 'ready') this.markStalled();
       throw new StoreUnavailableError(`rate-limit redis: ${(err as Error).message}`, { cause: err });
     }
+    if (this.stalled) this.answering();
     const states: BucketState[] = buckets.map((_, i) => ({
       remaining: reply[1 + 3 * i],
       resetMs: reply[2 + 3 * i],
@@ -125,17 +134,49 @@ export class RedisStore implements RateLimitStore {
 
   ready(): boolean {
     // The flag, because the status stays 'ready' for a moment after QUIT is answered.
-    return !this.closed && this.client.status === 'ready';
+    return !this.closed && !this.stalled && this.client.status === 'ready';
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.probe) clearTimeout(this.probe);
     if (this.client.status === 'end') return;
     try {
       await this.client.quit();
     } catch {
       // Not connected (quit cannot be sent): drop the socket and stop reconnecting.
       this.client.disconnect();
+    }
+  }
+
+  /**
+   * A command failed on a live connection: most likely Redis hangs (the socket stays open, so
+   * ioredis never reconnects). Readiness must say so, and must recover even when no request comes
+   * (a load balancer stops sending to an unready replica), so a PING probes until Redis answers.
+   */
+  private markStalled(): void {
+    if (this.stalled || this.closed) return;
+    this.stalled = true;
+    this.markDown('not answering within commandTimeout');
+    const check = () => {
+      this.probe = null;
+      this.client.ping().then(
+        () => this.answering(),
+        () => {
+          if (this.stalled && !this.closed) this.probe = setTimeout(check, STALL_PROBE_MS).unref();
+        },
+      );
+    };
+    this.probe = setTimeout(check, STALL_PROBE_MS).unref();
+  }
+
+  /** Redis answered on the connection that had stalled. */
+  private answering(): void {
+    if (!this.stalled || this.closed) return;
+    this.stalled = false;
+    if (this.down && this.client.status === 'ready') {
+      this.down = false;
+      this.options.logger?.info('rate-limit redis answering again');
     }
   }
 
