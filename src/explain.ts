@@ -16,6 +16,8 @@ import { sanitizeHeaders } from './pipeline/sanitize-headers.js';
 import { MemoryStore } from './rate-limit/memory-store.js';
 
 const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key']);
+/** An access_token in a query is a credential on upgrades and a secret anywhere: explain never prints it. */
+const redactQuery = (url: string) => url.replace(/([?&]access_token=)[^&]*/g, '$1[redacted]');
 
 export async function explain(config: GatehouseConfig, method: string, url: string, headers: Array<[string, string]>): Promise<object> {
   // A remote JWKS would need the network: such providers are left out and reported instead.
@@ -27,7 +29,7 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
   if (!headers.some(([n]) => n.toLowerCase() === 'host')) rawHeaders.push('Host', 'gatehouse.local');
   const req = { method, url, rawHeaders, headers: {}, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage;
   const ex = new Exchange(plan, req, null, 0);
-  const out: Record<string, unknown> = { request: { method, url } };
+  const out: Record<string, unknown> = { request: { method, url: redactQuery(url) } };
   try {
     ex.incoming = sanitizeHeaders(plan.headers, rawHeaders);
     ex.requestId = 'explain';
@@ -60,7 +62,7 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
     if (ex.route.upstream) {
       const upstreamHeaders = injectIdentity(ex);
       for (const name of CREDENTIAL_HEADERS) if (upstreamHeaders[name] !== undefined) upstreamHeaders[name] = '[redacted]';
-      out.upstreamRequest = { url: ex.route.upstream.config.url.replace(/\/+$/, '') + ex.path + ex.search, headers: { ...upstreamHeaders } };
+      out.upstreamRequest = { url: ex.route.upstream.config.url.replace(/\/+$/, '') + ex.path + redactQuery(ex.search), headers: { ...upstreamHeaders } };
     }
     out.outcome = 'allowed';
   } catch (err) {

@@ -190,3 +190,10 @@ t.test('the built CLI prints the same JSON and never the key', async (t) => {
   t.equal(usage.code, 2, 'a missing PATH is a usage error');
   t.equal(jwksRequests, 0);
 });
+
+t.test('a token typed into the explained URL as ?access_token= is redacted from the output', async (t) => {
+  const token = await hsToken();
+  const out: any = await explain(config, 'GET', `/api/things?a=1&access_token=${token}&b=2`, [['X-API-Key', ADMIN_KEY]]);
+  t.equal(out.request.url, '/api/things?a=1&access_token=[redacted]&b=2');
+  assertNoSecret(t, JSON.stringify(out), [token, ADMIN_KEY]);
+});
