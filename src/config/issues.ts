@@ -15,6 +15,7 @@ export class ConfigIssue {
 
 /** Thrown by loadConfig when the file is invalid; carries every issue. */
 export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
   constructor(readonly issues: readonly ConfigIssue[]) {
     super(issues.map(String).join('\n'));
   }

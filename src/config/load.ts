@@ -6,6 +6,7 @@ import { ConfigError, IssueList } from './issues.js';
 import { MapReader, ReadContext } from './reader.js';
 import { validate } from './validate.js';
 import { readKeyEntries } from './validate-auth.js';
+import { fastKeyEntries } from './keys-json.js';
 import type { ApiKeyEntry, GatehouseConfig } from './types.js';
 import type { Env } from './env.js';
 
@@ -58,6 +59,13 @@ function keyClash(file: string, key: ApiKeyEntry) {
 
 /** The keys file: `keys:` with entries shaped like auth.apiKeys.keys. */
 export function loadKeysFile(path: string, env: Env = process.env): ApiKeyEntry[] {
+  let fast: ApiKeyEntry[] | null = null;
+  try {
+    fast = fastKeyEntries(readFileSync(path, 'utf8'));
+  } catch {
+    // Unreadable: the positioned reader below reports it.
+  }
+  if (fast) return fast;
   const { cx, issues, root } = parseFile(path, env);
   const top = MapReader.of(cx, root, '', root);
   const keys = top ? readKeyEntries(cx, top.list('keys') ?? [], 'keys') : [];

@@ -121,6 +121,7 @@ export function readKeyEntries(cx: ReadContext, items: Node[], path: string): Ap
     const hash = hashText === undefined ? undefined : HASH.exec(hashText.toLowerCase())?.[1];
     if (hashText !== undefined && !hash) cx.issues.at(k.get('hash'), `${k.keyPath('hash')}: must be sha256: followed by 64 hex digits (see gatehouse keys hash)`);
     const tenant = k.str('tenant');
+    if (tenant === '') cx.issues.at(k.get('tenant'), `${k.keyPath('tenant')}: must not be empty`);
     const subject = k.str('subject', id ?? '');
     const role = k.optionalStr('role');
     const scopes = k.strings('scopes', [], true);

@@ -1,0 +1,67 @@
+// The JSON fast path for keys files must agree with the positioned YAML reader on every entry it
+// accepts, and hand every doubtful file back to it (which then reports FILE:LINE:COL errors).
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { fastKeyEntries } from '../../src/config/keys-json.js';
+import { loadKeysFile } from '../../src/config/load.js';
+import { ConfigError } from '../../src/config/issues.js';
+import { writeTempFile } from '../support/harness.js';
+
+const hash = (k: string) => `sha256:${createHash('sha256').update(k).digest('hex')}`;
+const full = {
+  id: 'full',
+  hash: hash('a'),
+  tenant: 'acme',
+  subject: 'svc',
+  role: 'admin',
+  scopes: ['r:read', 'r:write'],
+  access: 'read-only',
+  plan: 'pro',
+  expiresAt: '2027-01-01T00:00:00Z',
+  disabled: true,
+};
+const minimal = { id: 'min', hash: hash('b').toUpperCase().replace('SHA256', 'sha256'), tenant: 'globex' };
+const nulls = { id: 'nulls', hash: hash('c'), tenant: 't', role: null, plan: null, scopes: 'one', expiresAt: null };
+
+t.test('a JSON keys file takes the fast path and gives exactly what the YAML reader gives', async (t) => {
+  const text = JSON.stringify({ keys: [full, minimal, nulls] });
+  const fast = fastKeyEntries(text);
+  t.ok(fast, 'fast path taken');
+  // The same entries written as YAML flow mappings go through the positioned reader.
+  const yaml = `keys:\n${[full, minimal, nulls].map((e) => `  - ${JSON.stringify(e)}`).join('\n')}\n`;
+  t.same(fast, loadKeysFile(writeTempFile('keys.yaml', yaml)));
+  t.same(loadKeysFile(writeTempFile('keys.json', text)), fast);
+  t.same(fast![1], { id: 'min', hash: hash('b').slice(7), tenant: 'globex', subject: 'min', role: null, scopes: [], access: 'full', plan: null, expiresAt: null, disabled: false });
+});
+
+t.test('doubtful JSON goes to the YAML reader, which refuses it with a position', async (t) => {
+  const bad: Array<[string, unknown]> = [
+    ['unknown field', { ...full, tennant: 'x' }],
+    ['bad hash', { ...full, hash: 'sha256:abc' }],
+    ['hash without prefix', { ...full, hash: hash('a').slice(7) }],
+    ['bad id', { ...full, id: 'has space' }],
+    ['empty tenant', { ...full, tenant: '' }],
+    ['missing tenant', { id: 'x', hash: hash('x') }],
+    ['bad access', { ...full, access: 'write' }],
+    ['bad disabled', { ...full, disabled: 'yes' }],
+    ['bad expiry', { ...full, expiresAt: 'soon' }],
+    ['scopes not strings', { ...full, scopes: [{ a: 1 }] }],
+    ['an unset variable', { ...full, tenant: '${NOT_SET_ANYWHERE}' }],
+  ];
+  for (const [name, entry] of bad) {
+    const text = JSON.stringify({ keys: [entry] }, null, 2);
+    t.equal(fastKeyEntries(text), null, `${name}: no fast path`);
+    t.throws(() => loadKeysFile(writeTempFile('keys.json', text), {}), ConfigError, `${name}: refused`);
+    try {
+      loadKeysFile(writeTempFile('keys.json', text), {});
+    } catch (err) {
+      t.match(String((err as ConfigError).issues[0]), /keys\.json:\d+:\d+ /, `${name}: positioned`);
+    }
+  }
+  const twice = JSON.stringify({ keys: [full, { ...full, hash: hash('z') }] });
+  t.equal(fastKeyEntries(twice), null, 'duplicate id: no fast path');
+  t.throws(() => loadKeysFile(writeTempFile('keys.json', twice)), ConfigError);
+  t.equal(fastKeyEntries('keys: []'), null, 'YAML text is not for the fast path');
+  t.equal(fastKeyEntries('{"keys": [], "extra": 1}'), null, 'unknown top-level key');
+  t.equal(fastKeyEntries('{"keys": '), null, 'broken JSON');
+});
