@@ -15,15 +15,33 @@ const REDACT = [
   'secret',
 ];
 
+/**
+ * pino's isoTime, formatted at most once per millisecond: at thousands of lines a second most lines share
+ * their millisecond, and formatting a Date costs more than the rest of the timestamp handling.
+ */
+export function isoTimeCached(): () => string {
+  let last = Number.NaN;
+  let text = '';
+  return () => {
+    const now = Date.now();
+    if (now !== last) {
+      last = now;
+      text = `,"time":"${new Date(now).toISOString()}"`;
+    }
+    return text;
+  };
+}
+
 export function createLogger(config: LogConfig, destination?: DestinationStream): Logger {
   const options = {
     level: config.level,
     base: undefined,
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimeCached(),
     redact: { paths: REDACT, censor: '[redacted]' },
   };
   if (destination) return pino(options, destination);
-  return pino(options, pino.destination({ dest: 1, sync: false }));
+  // Batched writes: one write(2) per ~4 KiB of log lines instead of one per request line (flushed on exit).
+  return pino(options, pino.destination({ dest: 1, sync: false, minLength: 4096 }));
 }
 
 /** A logger that writes nothing; for tests and the CLI's dry runs. */
