@@ -123,6 +123,8 @@ export class Gateway {
     const port = (this.server.address() as AddressInfo).port;
     const adminPort = this.admin ? (this.admin.address() as AddressInfo).port : null;
     this.runtime.logger.info({ port, admin_port: adminPort, routes: this.current.routes.length }, 'gatehouse listening');
+    // Supervisors and tests wait for this line: do not leave it in the write buffer.
+    this.runtime.logger.flush();
     return { port, adminPort };
   }
 

@@ -32,6 +32,8 @@ export function isoTimeCached(): () => string {
   };
 }
 
+const FLUSH_MS = 500;
+
 export function createLogger(config: LogConfig, destination?: DestinationStream): Logger {
   const options = {
     level: config.level,
@@ -40,8 +42,11 @@ export function createLogger(config: LogConfig, destination?: DestinationStream)
     redact: { paths: REDACT, censor: '[redacted]' },
   };
   if (destination) return pino(options, destination);
-  // Batched writes: one write(2) per ~4 KiB of log lines instead of one per request line (flushed on exit).
-  return pino(options, pino.destination({ dest: 1, sync: false, minLength: 4096 }));
+  // Batched writes: one write(2) per ~4 KiB of log lines instead of one per request line. A quiet
+  // proxy must not sit on its lines, so the buffer is also flushed every FLUSH_MS (and on exit).
+  const stream = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => stream.flush(), FLUSH_MS).unref();
+  return pino(options, stream);
 }
 
 /** A logger that writes nothing; for tests and the CLI's dry runs. */
