@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
 import { BENCH_PATH, makeApiKeys, signTokens, writeConfig } from './gatehouse-config.mjs';
 import { cpuSeconds, freePort, layout, pinSelf, rssBytes, stop } from './processes.mjs';
 import { startGatehouse, startGatehouseTimed, startUpstream } from './servers.mjs';
@@ -59,13 +60,22 @@ function writeKeysFile(entries, format) {
 /** Starts gatehouse with `entries` (from a keys file) and a per-key limit; returns startup figures. */
 async function startWithKeys(upstream, name, entries, format) {
   const port = await freePort();
+  const adminPort = await freePort();
   const keysFile = writeKeysFile(entries, format);
-  const config = writeConfig(work, name, { port, adminPort: await freePort(), upstreamUrl: upstream.url, auth: 'full', keysFile, limitBy: 'key' });
+  const config = writeConfig(work, name, { port, adminPort, upstreamUrl: upstream.url, auth: 'full', keysFile, limitBy: 'key' });
   const gh = await startGatehouseTimed(port, config);
+  gh.adminPort = adminPort;
   cleanup.push(gh.child);
   const peakAtListen = peakRss(gh.pid);
   await sleep(1000); // let startup garbage be collected before reading the idle RSS
-  return { gh, startupMs: gh.startupMs, idleRss: rssBytes(gh.pid), peakRss: peakAtListen };
+  return { gh, startupMs: gh.startupMs, idleRss: rssBytes(gh.pid), idleHeap: await heapUsed(adminPort), peakRss: peakAtListen };
+}
+
+/** V8 heap in use (live objects and not yet collected garbage), from gatehouse's own /metrics. */
+async function heapUsed(adminPort) {
+  const res = await request(`http://127.0.0.1:${adminPort}/metrics`);
+  const m = /^gatehouse_nodejs_heap_size_used_bytes (\S+)$/m.exec(await res.body.text());
+  return m ? Number(m[1]) : NaN;
 }
 
 /** VmHWM: the highest RSS the process ever had (the startup peak, for a config-heavy start). */
@@ -82,7 +92,9 @@ async function drive(gh, keysValues, name) {
   const cpu = cpuSeconds(gh.pid) - cpu0;
   const loadedRss = rssBytes(gh.pid);
   await sleep(2000);
+  const heap = await heapUsed(gh.adminPort);
   return {
+    heapUsed: heap,
     requests: r.requests,
     rps: r.rps,
     p99Ms: r.p99 / 1000,
@@ -124,7 +136,14 @@ async function main() {
       startupMs: run.startupMs,
       peakRssAtListenMiB: run.peakRss / MiB,
       idleRssMiB: run.idleRss / MiB,
-      drive: driven && { ...driven, rssAfterLoadMiB: driven.rssAfterLoad / MiB, rssSettledMiB: driven.rssSettled / MiB, peakRssMiB: driven.peakRss / MiB },
+      idleHeapMiB: run.idleHeap / MiB,
+      drive: driven && {
+        ...driven,
+        rssAfterLoadMiB: driven.rssAfterLoad / MiB,
+        rssSettledMiB: driven.rssSettled / MiB,
+        heapUsedMiB: driven.heapUsed / MiB,
+        peakRssMiB: driven.peakRss / MiB,
+      },
     };
   }
 
@@ -138,6 +157,7 @@ async function main() {
   row('RSS idle, 1 s after listening', (r) => `${f(r.idleRssMiB)} MiB`);
   row(`RSS after ${DRIVE.toLocaleString('en')} distinct keys`, (r) => (r.drive ? `${f(r.drive.rssAfterLoadMiB)} MiB` : '-'));
   row('RSS 2 s later', (r) => (r.drive ? `${f(r.drive.rssSettledMiB)} MiB` : '-'));
+  row('V8 heap used, idle / after drive', (r) => `${f(r.idleHeapMiB, 0)} / ${r.drive ? f(r.drive.heapUsedMiB, 0) : '-'} MiB`);
   row('drive req/s (new key each)', (r) => (r.drive ? f(r.drive.rps, 0) : '-'));
   row('drive CPU µs/req', (r) => (r.drive ? f(r.drive.cpuUsPerReq) : '-'));
   row('drive non-2xx / socket errors', (r) => (r.drive ? `${r.drive.non2xx} / ${r.drive.socketErrors}` : '-'));
@@ -169,7 +189,8 @@ async function soak(upstream) {
   const load = runWrk({ url: gh.url, script, seconds: SOAK_SECONDS, connections: 50 });
   const samples = [];
   let finished = false;
-  load.finally(() => (finished = true));
+  const done = () => (finished = true);
+  load.then(done, done);
   while (!finished) {
     const t = (performance.now() - started) / 1000;
     samples.push({ t: Math.round(t), rssMiB: rssBytes(gh.pid) / MiB, cpuSeconds: cpuSeconds(gh.pid) });
