@@ -51,7 +51,7 @@ export function writeConfig(dir, name, { port, adminPort, upstreamUrl, auth, sto
     version: 1,
     server: { host: '127.0.0.1', port },
     admin: { host: '127.0.0.1', port: adminPort },
-    log: { level: 'info' },
+    log: { level: process.env.BENCH_LOG_LEVEL ?? 'info' },
     upstreams: { default: { url: upstreamUrl, keepAlive: true } },
     routes: [{ name: 'api', match: { path: '/api/**' }, auth: auth === 'none' ? 'none' : 'any', ...(auth === 'none' ? {} : { rateLimit: ['standard'] }) }],
   };
