@@ -2,10 +2,9 @@
 // gigabytes for 100,000 entries, JSON.parse a tenth of a second. Any doubt returns null, and the
 // caller falls back to the positioned YAML reader, which is the one that reports errors.
 import type { ApiKeyEntry } from './types.js';
+import { HASH, NAME } from './validate-auth.js';
 
 const FIELDS = new Set(['id', 'hash', 'tenant', 'subject', 'role', 'scopes', 'access', 'plan', 'expiresAt', 'disabled']);
-const HASH = /^sha256:([0-9a-f]{64})$/;
-const NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const isText = (v: unknown): v is string => typeof v === 'string' && !v.includes('${');
 const optionalText = (v: unknown): v is string | null | undefined => v === undefined || v === null || isText(v);

@@ -9,8 +9,9 @@ import type { ApiKeyEntry, ApiKeysConfig, FailedAuthConfig, IdentityConfig, JwtP
 const KEY_SOURCES = ['jwksUrl', 'jwksFile', 'publicKey', 'secret'] as const;
 /** HMAC keys shorter than the hash output are guessable offline; RFC 7518 3.2 requires at least this. */
 const MIN_SECRET_BYTES = 32;
-const HASH = /^sha256:([0-9a-f]{64})$/;
-const NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+/** An API key's `hash` and `id`, wherever keys are read from. */
+export const HASH = /^sha256:([0-9a-f]{64})$/;
+export const NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function readJwt(cx: ReadContext, auth: MapReader, configFile: string): { providers: JwtProviderConfig[]; cacheSize: number } {
   const jwt = auth.map('jwt');
