@@ -22,6 +22,11 @@ export interface JwtAuthenticator extends Authenticator {
   authenticate(credential: Credential): Promise<Identity>;
   /** Resolves once every JWKS had its first load attempt (successful or not); never rejects. */
   whenLoaded(): Promise<void>;
+  /**
+   * Hands this authenticator's key set for an identical JWKS source to a successor (a reload), or null.
+   * A handed-over set is no longer closed by close(): its warm keys and timers now belong to the successor.
+   */
+  adoptKeySet(source: string): JwksKeySet | null;
 }
 
 export interface JwtAuthenticatorDeps {
@@ -32,7 +37,13 @@ export interface JwtAuthenticatorDeps {
   cacheSize?: number;
   /** Upper bound of one JWKS fetch; default 5s. */
   jwksFetchTimeoutMs?: number;
+  /** The authenticator this one replaces: JWKS key sets of unchanged sources are taken over, not re-fetched. */
+  predecessor?: JwtAuthenticator | null;
 }
+
+/** What makes two providers' JWKS key sets interchangeable. */
+const keySetSource = (p: JwtProviderConfig): string =>
+  JSON.stringify([p.name, p.jwksUrl, p.jwksFile, p.jwksCooldownMs, p.jwksCacheMaxAgeMs]);
 
 interface CompiledProvider {
   readonly name: string;
@@ -119,7 +130,7 @@ function compileProvider(p: JwtProviderConfig, deps: JwtAuthenticatorDeps): Comp
     getKey = async () => key;
   } else {
     const source = p.jwksUrl !== undefined ? { kind: 'url' as const, url: p.jwksUrl } : { kind: 'file' as const, path: p.jwksFile as string };
-    jwks = new JwksKeySet({
+    jwks = deps.predecessor?.adoptKeySet(keySetSource(p)) ?? new JwksKeySet({
       provider: p.name,
       source,
       cooldownMs: p.jwksCooldownMs,
@@ -161,6 +172,8 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
   const byIssuer = new Map<string, CompiledProvider[]>();
   providers.forEach((p, i) => byIssuer.set(p.issuer, [...(byIssuer.get(p.issuer) ?? []), compiled[i]]));
   const cacheSize = deps.cacheSize ?? DEFAULT_CACHE_SIZE;
+  const sources = new Map(providers.map((p, i) => [keySetSource(p), compiled[i]]));
+  const handedOver = new Set<JwksKeySet>();
   const cache = cacheSize > 0 ? new LRUCache<string, CachedIdentity>({ max: cacheSize }) : null;
 
   function decode(token: string): { alg: unknown; crit: unknown; iss: unknown } {
@@ -242,8 +255,13 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     async whenLoaded(): Promise<void> {
       await Promise.all(compiled.map((c) => c.jwks?.whenLoaded()));
     },
+    adoptKeySet(source: string): JwksKeySet | null {
+      const jwks = sources.get(source)?.jwks ?? null;
+      if (jwks) handedOver.add(jwks);
+      return jwks;
+    },
     close(): void {
-      for (const c of compiled) c.jwks?.close();
+      for (const c of compiled) if (c.jwks && !handedOver.has(c.jwks)) c.jwks.close();
     },
   };
 }

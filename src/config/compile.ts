@@ -61,7 +61,7 @@ export function compilePlan(config: GatehouseConfig, runtime: Runtime, previous?
     previous?.jwt && same(previous.config.auth.jwt, config.auth.jwt)
       ? previous.jwt
       : providers.length
-        ? createJwtAuthenticator(providers, { clock, metrics, logger, cacheSize: config.auth.jwt.cacheSize })
+        ? createJwtAuthenticator(providers, { clock, metrics, logger, cacheSize: config.auth.jwt.cacheSize, predecessor: previous?.jwt })
         : null;
   const apiKeys = config.auth.apiKeys ? new ApiKeyAuthenticator(config.auth.apiKeys.keys, { clock }) : null;
   const failedAuth =

@@ -238,3 +238,26 @@ t.test('fetch failures are logged with provider and URL, never with keys', async
   const all = lines.join('\n');
   t.notOk(all.includes(k1.jwk.n as string) || all.includes(k2.jwk.n as string) || all.includes('private-part'), 'no key material in the logs');
 });
+
+t.test('a reload takes over the JWKS of an unchanged provider: warm keys, no new fetch, survives the old close()', async (t) => {
+  const server = await JwksServer.start([k1.jwk]);
+  const clock = newClock();
+  const sso = provider({ jwksUrl: server.url, jwksCooldownMs: COOLDOWN });
+  const other = provider({ name: 'other', issuer: 'https://other.example.com/', jwksUrl: server.url, jwksCooldownMs: COOLDOWN });
+  const before = createJwtAuthenticator([sso, other], { clock, logger: silentLogger, cacheSize: 0 });
+  await before.whenLoaded();
+  const fetched = server.requests;
+  t.equal(fetched, 2, 'one fetch per provider at start');
+  // The reload changes the other provider (its cooldown) and keeps sso as it was.
+  const after = createJwtAuthenticator([sso, { ...other, jwksCooldownMs: COOLDOWN * 2 }], { clock, logger: silentLogger, cacheSize: 0, predecessor: before });
+  t.teardown(async () => {
+    after.close();
+    await server.close();
+  });
+  before.close();
+  await after.whenLoaded();
+  t.equal(server.requests, fetched + 1, 'only the changed provider fetched again');
+  server.mode = 'down';
+  const identity = await auth(after, await sign(k1, clock));
+  t.equal(identity.keyId, 'sso', 'the taken-over key set still verifies after the old authenticator closed');
+});
