@@ -10,6 +10,10 @@ export interface CredentialSources {
   readonly xApiKey: boolean;
 }
 
+/** SPEC section 3: a request carries at most one credential, whichever route it is for. */
+export const twoCredentials = () =>
+  new ProxyError('bad_request', 'send exactly one credential (Authorization, X-API-Key or access_token)', 'two_credentials');
+
 const malformed = (what: string) => new ProxyError('bad_request', `malformed ${what} header`, 'malformed_header');
 
 /**
@@ -25,7 +29,7 @@ export function findCredential(
 ): Credential | null {
   const count = authorization.length + apiKey.length + (queryToken === undefined ? 0 : 1);
   if (count === 0) return null;
-  if (count > 1) throw new ProxyError('bad_request', 'send exactly one credential (Authorization, X-API-Key or access_token)', 'two_credentials');
+  if (count > 1) throw twoCredentials();
   if (apiKey.length) {
     const key = apiKey[0];
     if (!key) throw malformed('X-API-Key');

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createProxyServer } from 'http-proxy-3';
+import { twoCredentials } from '../auth/credential.js';
 import type { Plan } from '../config/compile.js';
 import { Exchange } from '../pipeline/exchange.js';
 import { injectIdentity } from '../pipeline/inject-identity.js';
@@ -20,7 +21,7 @@ function takeQueryToken(ex: Exchange): void {
   if (!ex.search.includes('access_token')) return;
   const params = new URLSearchParams(ex.search.slice(1));
   const tokens = params.getAll('access_token');
-  if (tokens.length > 1) throw new ProxyError('bad_request', 'send exactly one credential (Authorization, X-API-Key or access_token)', 'two_credentials');
+  if (tokens.length > 1) throw twoCredentials();
   if (tokens.length === 0) return;
   ex.queryToken = tokens[0];
   params.delete('access_token');

@@ -1,5 +1,5 @@
 // Stage: find the request's one credential and verify it with the authenticator of its kind.
-import { findCredential } from '../auth/credential.js';
+import { findCredential, twoCredentials } from '../auth/credential.js';
 import type { Identity } from '../auth/identity.js';
 import { addressBlock } from '../http/client-ip.js';
 import { isProxyError, ProxyError } from '../http/errors.js';
@@ -11,7 +11,7 @@ export async function authenticate(ex: Exchange): Promise<void> {
   const route = ex.route!;
   if (route.auth.kind === 'none') {
     const { authorization, apiKey } = ex.incoming!;
-    if (authorization.length + apiKey.length > 1) throw new ProxyError('bad_request', 'send exactly one credential (Authorization or X-API-Key)', 'two_credentials');
+    if (authorization.length + apiKey.length > 1) throw twoCredentials();
     return;
   }
   const { plan } = ex;
