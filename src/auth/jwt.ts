@@ -1,5 +1,5 @@
 // Verifies JWTs against the configured providers (selected by `iss`) and caches verified identities.
-import { createHash, createPublicKey, webcrypto } from 'node:crypto';
+import { createPublicKey, hash, webcrypto } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { Authenticator, Credential } from './authenticator.js';
@@ -249,15 +249,15 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     async authenticate(credential: Credential): Promise<Identity> {
       if (credential.kind !== 'jwt') throw invalid('this credential is not a JWT', 'wrong_credential_kind');
       const token = credential.token;
-      const key = cache ? createHash('sha256').update(token).digest('base64url') : '';
+      const key = cache ? hash('sha256', token, 'base64url') : '';
       const hit = cache?.get(key);
       // lru-cache ages entries on the real clock; the injected clock decides expiry so both agree with jose.
       if (hit && hit.validUntil > clock.now()) {
-        metrics?.verifiedTokenCache.inc({ result: 'hit' });
+        metrics?.countTokenCache('hit');
         return hit.identity;
       }
       if (hit) cache?.delete(key);
-      if (cache) metrics?.verifiedTokenCache.inc({ result: 'miss' });
+      if (cache) metrics?.countTokenCache('miss');
       const identity = await verify(token);
       if (cache) remember(key, identity);
       return identity;

@@ -32,7 +32,71 @@ export function isoTimeCached(): () => string {
   };
 }
 
-const FLUSH_MS = 500;
+/** Where batched lines finally go: pino's SonicBoom destination has this shape. */
+export interface LineSink {
+  write(text: string): unknown;
+  flush(cb?: (err?: Error | null) => void): void;
+  flushSync(): void;
+  readonly destroyed?: boolean;
+}
+
+/**
+ * Collects log lines and hands them on in pieces of at least `minChars`, and at the latest every `flushMs`.
+ * One access line per request is a few hundred bytes; appending to one string and passing it on once per
+ * ~16 KiB costs far less than SonicBoom's own buffering, which measures the length of its whole growing
+ * buffer on every write. Every line (access or application) goes through here, so their order is kept.
+ */
+export class BatchedDestination implements DestinationStream {
+  private pending = '';
+  private readonly timer: NodeJS.Timeout;
+  private readonly onExit = () => {
+    if (this.pending !== '' && !this.sink.destroyed) this.flushSync();
+  };
+  private readonly onBeforeExit = () => this.drain();
+
+  constructor(
+    private readonly sink: LineSink,
+    private readonly minChars = 16_384,
+    flushMs = 500,
+  ) {
+    // A quiet proxy must not sit on its lines; the timer never keeps the process alive.
+    this.timer = setInterval(() => this.drain(), flushMs).unref();
+    // Ahead of pino's own exit hooks, which flush (and on beforeExit end) the destination behind this one.
+    process.prependListener('beforeExit', this.onBeforeExit);
+    process.prependListener('exit', this.onExit);
+  }
+
+  write(line: string): void {
+    this.pending += line;
+    if (this.pending.length >= this.minChars) this.drain();
+  }
+
+  /** pino's logger.flush(cb) lands here. */
+  flush(cb?: (err?: Error | null) => void): void {
+    this.drain();
+    this.sink.flush(cb);
+  }
+
+  flushSync(): void {
+    this.drain();
+    this.sink.flushSync();
+  }
+
+  /** Flushes and stops the timer; lines written afterwards still pass straight through. */
+  end(): void {
+    clearInterval(this.timer);
+    process.off('beforeExit', this.onBeforeExit);
+    process.off('exit', this.onExit);
+    this.flushSync();
+  }
+
+  private drain(): void {
+    if (this.pending === '' || this.sink.destroyed) return;
+    const text = this.pending;
+    this.pending = '';
+    this.sink.write(text);
+  }
+}
 
 export function createLogger(config: LogConfig, destination?: DestinationStream): Logger {
   const options = {
@@ -42,9 +106,8 @@ export function createLogger(config: LogConfig, destination?: DestinationStream)
     redact: { paths: REDACT, censor: '[redacted]' },
   };
   if (destination) return pino(options, destination);
-  // Batched writes: one write(2) per ~4 KiB of log lines instead of one per request line. A quiet
-  // proxy must not sit on its lines, so the buffer is also flushed every FLUSH_MS (and on exit).
-  return pino(options, pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: FLUSH_MS }));
+  const sonic = pino.destination({ dest: 1, sync: false, minLength: 0 });
+  return pino(options, new BatchedDestination(sonic as unknown as LineSink));
 }
 
 /** A logger that writes nothing; for tests and the CLI's dry runs. */

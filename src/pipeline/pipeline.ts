@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Plan } from '../config/compile.js';
 import { isProxyError, ProxyError, sendError } from '../http/errors.js';
+import { writeAccessLine } from '../observe/access-log.js';
 import { authenticate } from './authenticate.js';
 import { authorize } from './authorize.js';
 import { Exchange } from './exchange.js';
@@ -59,10 +60,10 @@ export function logAccess(ex: Exchange): void {
   const { runtime } = ex.plan;
   const route = ex.route?.name ?? null;
   const id = ex.identity;
-  runtime.metrics.requests.inc({ route: route ?? '', status: ex.status });
-  runtime.logger.info({
+  runtime.metrics.countRequest(route ?? '', ex.status);
+  writeAccessLine(runtime.logger, {
     request_id: ex.requestId,
-    method: ex.req.method,
+    method: ex.req.method!,
     path: ex.path || null,
     route,
     status: ex.status,
@@ -72,7 +73,7 @@ export function logAccess(ex: Exchange): void {
     subject: id?.subject ?? null,
     auth: id?.method ?? null,
     key_id: id?.keyId ?? null,
-    ip: ex.clientIp || ex.req.socket.remoteAddress,
+    ip: ex.clientIp || (ex.req.socket.remoteAddress ?? null),
     reason: ex.reason,
   });
 }
