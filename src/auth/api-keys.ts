@@ -1,5 +1,5 @@
 // Verifies API keys: the SHA-256 of the presented key indexes a table of configured keys, built once per config.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { ApiKeyEntry } from '../config/types.js';
 import { ProxyError } from '../http/errors.js';
@@ -8,7 +8,7 @@ import type { Identity } from './identity.js';
 
 /** Lowercase hex SHA-256 of the whole key, as stored in `ApiKeyEntry.hash` (without `sha256:`). */
 export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('hex');
+  return hash('sha256', key, 'hex');
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
