@@ -69,6 +69,28 @@ const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const invalid = (message: string, reason: string) => new ProxyError('invalid_token', message, reason);
 const malformed = () => invalid('the token is not a well-formed JWT', 'malformed');
 
+/**
+ * Verdicts on JWT header segments seen before. Tokens of one issuer share a handful of headers (alg, typ, kid),
+ * so this spares decoding and parsing the same header on every request; bounded, it cannot grow with traffic.
+ */
+const headerVerdicts = new Map<string, boolean>();
+const MAX_HEADER_VERDICTS = 256;
+
+function isJwtHeader(segment: string): boolean {
+  const known = headerVerdicts.get(segment);
+  if (known !== undefined) return known;
+  let ok = false;
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+    ok = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) && typeof (parsed as { alg?: unknown }).alg === 'string';
+  } catch {
+    ok = false;
+  }
+  if (headerVerdicts.size >= MAX_HEADER_VERDICTS) headerVerdicts.clear();
+  headerVerdicts.set(segment, ok);
+  return ok;
+}
+
 /** SPEC section 3: three base64url parts, the first a JSON object with a string `alg`. Never throws. */
 export function looksLikeJwt(value: string): boolean {
   const parts = value.split('.');
@@ -77,12 +99,7 @@ export function looksLikeJwt(value: string): boolean {
   // An empty signature still counts, so an unsigned token is refused as a JWT with a precise reason.
   if (header.length > MAX_HEADER_CHARS || !BASE64URL.test(header) || !BASE64URL.test(payload)) return false;
   if (signature !== '' && !BASE64URL.test(signature)) return false;
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
-    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) && typeof (parsed as { alg?: unknown }).alg === 'string';
-  } catch {
-    return false;
-  }
+  return isJwtHeader(header);
 }
 
 /** jose errors to ProxyError by class code and claim name, never by message text. */
@@ -240,7 +257,7 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
   function remember(key: string, identity: Identity): void {
     const now = clock.now();
     const validUntil = Math.min(identity.expiresAt ?? now, now + (ttlByProvider.get(identity.keyId) ?? 0));
-    if (cache && validUntil > now) cache.set(key, { identity, validUntil }, { ttl: Math.ceil(validUntil - now) });
+    if (cache && validUntil > now) cache.set(key, { identity, validUntil });
   }
 
   return {
@@ -251,7 +268,7 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
       const token = credential.token;
       const key = cache ? hash('sha256', token, 'base64url') : '';
       const hit = cache?.get(key);
-      // lru-cache ages entries on the real clock; the injected clock decides expiry so both agree with jose.
+      // The injected clock decides expiry (not lru-cache's TTL, which runs on the real one), so it agrees with jose.
       if (hit && hit.validUntil > clock.now()) {
         metrics?.countTokenCache('hit');
         return hit.identity;

@@ -61,7 +61,7 @@ export class BatchedDestination implements DestinationStream {
   ) {
     // A quiet proxy must not sit on its lines; the timer never keeps the process alive.
     this.timer = setInterval(() => this.drain(), flushMs).unref();
-    // Ahead of pino's own exit hooks, which flush (and on beforeExit end) the destination behind this one.
+    // Ahead of pino's own exit hooks (an async destination has them), which flush and end the one behind this.
     process.prependListener('beforeExit', this.onBeforeExit);
     process.prependListener('exit', this.onExit);
   }
@@ -106,7 +106,9 @@ export function createLogger(config: LogConfig, destination?: DestinationStream)
     redact: { paths: REDACT, censor: '[redacted]' },
   };
   if (destination) return pino(options, destination);
-  const sonic = pino.destination({ dest: 1, sync: false, minLength: 0 });
+  // Synchronous writes, as pino's default destination: one write(2) per batch costs less CPU than handing
+  // each batch to a libuv worker, and a full pipe slows the proxy instead of piling up lines in memory.
+  const sonic = pino.destination({ dest: 1, sync: true, minLength: 0 });
   return pino(options, new BatchedDestination(sonic as unknown as LineSink));
 }
 

@@ -1,4 +1,5 @@
 // Stage: add the verified identity, forwarding headers and request id to the already-sanitized upstream headers.
+import type { Identity } from '../auth/identity.js';
 import { unmapped } from '../http/client-ip.js';
 import { ProxyError } from '../http/errors.js';
 import type { Exchange } from './exchange.js';
@@ -23,26 +24,38 @@ function claimAt(claims: Readonly<Record<string, unknown>>, path: readonly strin
   return undefined;
 }
 
+/** The identity headers of one identity under one plan's header names, each value checked. */
+function identityHeaders(plan: Exchange['plan'], identity: Identity): ReadonlyArray<readonly [string, string]> {
+  const names = plan.headers.inject;
+  const out: Array<readonly [string, string]> = [
+    [names.tenant, safe(identity.tenant, 'tenant')],
+    [names.subject, safe(identity.subject, 'subject')],
+  ];
+  if (identity.role !== null) out.push([names.role, safe(identity.role, 'role')]);
+  if (identity.scopes.length) out.push([names.scopes, safe(identity.scopes.join(' '), 'scopes')]);
+  out.push([names.method, identity.method], [names.keyId, safe(identity.keyId, 'key id')]);
+  if (identity.claims) {
+    for (const [name, path] of plan.headers.claimHeaders) {
+      const value = claimAt(identity.claims, path);
+      // An optional extra claim that cannot be a header value is left out rather than refusing the caller.
+      if (value !== undefined && SAFE_VALUE.test(value)) out.push([name, value]);
+    }
+  }
+  return out;
+}
+
 export function injectIdentity(ex: Exchange): Record<string, string | string[]> {
   const { plan } = ex;
   const incoming = ex.incoming!;
   const headers = incoming.headers;
   const identity = ex.identity;
   if (identity) {
-    const names = plan.headers.inject;
-    headers[names.tenant] = safe(identity.tenant, 'tenant');
-    headers[names.subject] = safe(identity.subject, 'subject');
-    if (identity.role !== null) headers[names.role] = safe(identity.role, 'role');
-    if (identity.scopes.length) headers[names.scopes] = safe(identity.scopes.join(' '), 'scopes');
-    headers[names.method] = identity.method;
-    headers[names.keyId] = safe(identity.keyId, 'key id');
-    if (identity.claims) {
-      for (const [name, path] of plan.headers.claimHeaders) {
-        const value = claimAt(identity.claims, path);
-        // An optional extra claim that cannot be a header value is left out rather than refusing the caller.
-        if (value !== undefined && SAFE_VALUE.test(value)) headers[name] = value;
-      }
-    }
+    // Identities come from the verified-token cache or the key table, so most requests reuse one: its
+    // headers are built and checked once per identity and plan.
+    const cached = plan.headers.identityHeaders;
+    let pairs = cached.get(identity);
+    if (pairs === undefined) cached.set(identity, (pairs = identityHeaders(plan, identity)));
+    for (let i = 0; i < pairs.length; i++) headers[pairs[i][0]] = pairs[i][1];
   }
   if (plan.config.identity.forwardAuthorization) {
     if (incoming.authorization.length) headers.authorization = incoming.authorization[0];

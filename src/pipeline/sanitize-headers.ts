@@ -1,5 +1,6 @@
 // Stage: build the upstream header set from the client's: strip identity and hop-by-hop headers before anything is injected.
 import { ProxyError } from '../http/errors.js';
+import type { Identity } from '../auth/identity.js';
 import type { IdentityConfig, TrustProxy } from '../config/types.js';
 
 /** What a header name is to the proxy; decided once per distinct raw name and cached on the plan. */
@@ -37,6 +38,8 @@ export class HeaderPlan {
   /** Lower-case names of the identity headers to inject, and of the claim headers with their claim paths. */
   readonly inject: Readonly<IdentityConfig['headers']>;
   readonly claimHeaders: ReadonlyArray<readonly [name: string, path: readonly string[]]>;
+  /** The injected headers of each identity seen, built once (pipeline/inject-identity.ts); dies with the identity. */
+  readonly identityHeaders = new WeakMap<Identity, ReadonlyArray<readonly [string, string]>>();
 
   constructor(identity: IdentityConfig, apiKeyHeader: boolean, readonly trustProxy: boolean) {
     const lower = Object.entries(identity.headers).map(([k, v]) => [k, v.toLowerCase()]);

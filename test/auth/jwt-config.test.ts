@@ -78,4 +78,13 @@ t.test('looksLikeJwt tells JWTs from API keys without throwing', async (t) => {
     ['dots only', '..', false],
   ];
   for (const [name, value, expected] of cases) t.equal(looksLikeJwt(value), expected, name);
+  // Header verdicts are remembered: the second time round must answer the same from memory.
+  for (const [name, value, expected] of cases) t.equal(looksLikeJwt(value), expected, `${name}, seen before`);
+  // More distinct headers than are remembered: verdicts stay right after the memory is cleared.
+  for (let i = 0; i < 600; i++) {
+    const header = i % 2 ? b64({ alg: 'HS256', kid: `k${i}` }) : b64({ kid: `k${i}` });
+    if (looksLikeJwt(`${header}.${p}.${s}`) !== (i % 2 === 1)) t.fail(`header ${i}`);
+  }
+  t.equal(looksLikeJwt(token), true, 'a known header after the churn');
+  t.equal(looksLikeJwt(`${b64({ typ: 'JWT' })}.${p}.${s}`), false, 'a known bad header after the churn');
 });

@@ -2,7 +2,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { join, dirname } from 'node:path';
-import { writeAccessLine, type AccessRecord } from '../../src/observe/access-log.js';
+import { twoDecimals, writeAccessLine, type AccessRecord } from '../../src/observe/access-log.js';
 import { BatchedDestination, createLogger, type LineSink } from '../../src/observe/logger.js';
 import { ensureBuilt } from '../support/built-cli.js';
 import { until } from '../support/until.js';
@@ -40,18 +40,31 @@ t.test('the access line is byte for byte what pino writes for the same record', 
     { ...plain, path: null, route: null, upstream_ms: null, tenant: null, subject: null, auth: null, key_id: null, ip: null, reason: 'no_route', status: 404 },
     { ...plain, subject: 'quote " backslash \\ slash /', tenant: 'line\nbreak\ttab\r\u0001\u001f\u007f' },
     { ...plain, subject: 'unicode é ü 漢字 😀', key_id: '\u2028\u2029' },
-    { ...plain, path: '/api/</script>&<!--', reason: 'rate_limited:a,b', duration_ms: 1234567.89, upstream_ms: 0 },
-    { ...plain, duration_ms: Number.NaN, upstream_ms: Number.POSITIVE_INFINITY },
+    { ...plain, path: '/api/</script>&<!--', reason: 'rate_limited:a,b', duration_ms: 1234567.891, upstream_ms: 0 },
+    { ...plain, duration_ms: 0.004, upstream_ms: 10.005 },
   ];
   for (const record of awkward) {
     const fast = capture();
     const reference = capture();
     writeAccessLine(fast.logger, record);
-    reference.logger.info(record);
+    const round = (ms: number | null) => (ms === null ? null : Math.round(ms * 100) / 100);
+    reference.logger.info({ ...record, duration_ms: round(record.duration_ms), upstream_ms: round(record.upstream_ms) });
     t.equal(fast.lines.length, 1);
     t.equal(fast.lines[0], reference.lines[0], JSON.stringify(record.subject));
     t.same(JSON.parse(fast.lines[0]), JSON.parse(reference.lines[0]));
   }
+});
+
+t.test('durations are written as String(Math.round(ms * 100) / 100) would', async (t) => {
+  const samples = [0, 0.001, 0.005, 0.01, 0.1, 0.105, 1, 1.5, 2.25, 9.99, 10.05, 99.999, 123.456, 1e9 + 0.07, 2 ** 40 / 3, 1e14 + 0.5, 1e16, 1e300];
+  for (let i = 0; i < 20_000; i++) samples.push(Math.random() * 10 ** Math.floor(Math.random() * 9));
+  let wrong = 0;
+  for (const ms of samples) if (twoDecimals(ms) !== String(Math.round(ms * 100) / 100)) wrong++;
+  t.equal(wrong, 0, `${samples.length} durations`);
+  t.equal(twoDecimals(null), 'null');
+  t.equal(twoDecimals(Number.NaN), 'null');
+  t.equal(twoDecimals(Number.POSITIVE_INFINITY), 'null');
+  t.equal(twoDecimals(-1.234), '-1.23');
 });
 
 t.test('a lone surrogate is escaped (JSON.stringify rule) where pino would pass it raw into UTF-8', async (t) => {
