@@ -1,5 +1,5 @@
 // Stage: stream the request to the upstream over a keep-alive pool (undici) and stream the answer back.
-import { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
@@ -36,17 +36,25 @@ export function compileUpstream(config: UpstreamConfig, metrics: Metrics): Upstr
 
 const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate']);
 
-function responseHeaders(ex: Exchange, upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = Object.create(null);
+/**
+ * The upstream's response headers minus hop-by-hop ones, then gatehouse's own, as the flat [name, value, ...]
+ * list node:http takes: cheaper to build than an object and sent in this order. A name gatehouse sets itself
+ * (rate-limit headers, X-Request-Id) replaces the upstream's.
+ */
+function responseHeaders(ex: Exchange, upstream: Record<string, string | string[] | undefined>): string[] {
+  const out: string[] = [];
+  const own = ex.responseHeaders;
   const connection = upstream.connection;
   const listed = connection ? String(connection).toLowerCase().split(',').map((t) => t.trim()) : null;
   for (const name in upstream) {
     const value = upstream[name];
-    if (value === undefined || HOP_BY_HOP_RESPONSE.has(name) || listed?.includes(name)) continue;
-    out[name] = value;
+    if (value === undefined || HOP_BY_HOP_RESPONSE.has(name) || name === 'x-request-id' || listed?.includes(name)) continue;
+    if (own !== null && Object.hasOwn(own, name)) continue;
+    if (typeof value === 'string') out.push(name, value);
+    else for (const v of value) out.push(name, v);
   }
-  if (ex.responseHeaders) Object.assign(out, ex.responseHeaders);
-  out['x-request-id'] = ex.requestId;
+  if (own !== null) for (const name in own) out.push(name, own[name]);
+  out.push('x-request-id', ex.requestId);
   return out;
 }
 
@@ -59,85 +67,108 @@ function upstreamError(err: unknown): ProxyError {
 }
 
 /**
- * Tells undici that the client went away. undici takes an EventEmitter as a request signal as well as an
- * AbortSignal (Dispatcher.RequestOptions.signal) and uses only `aborted`, `reason`, `once` and `removeListener`
- * of it, for its one listener. An AbortController costs a few µs per request to create and listen to, an
- * EventEmitter about a microsecond; this holds that one listener in a field.
+ * One forwarded request, as an undici dispatch handler: the answer's head goes out when the upstream's arrives,
+ * body chunks are written as they come with backpressure both ways, and a client that goes away aborts the
+ * upstream request. Pool.stream does the same through a promise, an AsyncResource, a stream factory and
+ * stream.finished() listeners on the response; this is one object, and about a tenth of the proxy's CPU less.
  */
-class ClientGone {
-  aborted = false;
-  reason: Error | undefined = undefined;
-  private listener: (() => void) | null = null;
-
-  on(_event: 'abort', listener: () => void): this {
-    this.listener = listener;
-    return this;
-  }
-
-  once(event: 'abort', listener: () => void): this {
-    return this.on(event, listener);
-  }
-
-  removeListener(_event: 'abort', listener: () => void): this {
-    if (this.listener === listener) this.listener = null;
-    return this;
-  }
-
-  abort(): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.reason = new undiciErrors.RequestAbortedError('the client closed the connection');
-    const listener = this.listener;
-    this.listener = null;
-    listener?.();
-  }
-}
-
-export async function forward(ex: Exchange, headers: Record<string, string | string[]>): Promise<void> {
-  const upstream = ex.route!.upstream!;
-  const { req } = ex;
-  const res = ex.res!;
-  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-  const sent = performance.now();
-  // A client that goes away (or is cut off by a shutdown) must not leave its upstream request running
-  // until the upstream timeout: that holds a pool connection and makes a graceful shutdown wait for it.
-  const abandoned = new ClientGone();
-  const onClose = () => {
-    if (!res.writableFinished) abandoned.abort();
+class Forwarding implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  private clientGone = false;
+  private settled = false;
+  private readonly onClose = () => {
+    if (this.settled || this.res.writableFinished) return;
+    this.clientGone = true;
+    this.controller?.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
   };
-  if (res.destroyed) abandoned.abort();
-  else res.once('close', onClose);
-  const options: Dispatcher.RequestOptions = {
-    path: upstream.basePath + ex.path + ex.search,
-    method: req.method as Dispatcher.HttpMethod,
-    headers,
-    body: hasBody ? req : null,
-    reset: !upstream.config.keepAlive,
-    signal: abandoned as unknown as EventEmitter,
-  };
-  try {
-    await upstream.pool.stream(options, ({ statusCode, headers: answer }) => {
-      ex.upstreamMs = performance.now() - sent;
-      upstream.latency.observe(ex.upstreamMs / 1000);
-      ex.status = statusCode;
-      res.writeHead(statusCode, responseHeaders(ex, answer));
-      return res;
-    });
-  } catch (err) {
-    if (abandoned.aborted) {
+  private readonly onDrain = () => this.controller?.resume();
+
+  constructor(
+    private readonly ex: Exchange,
+    private readonly res: ServerResponse,
+    private readonly upstream: Upstream,
+    private readonly sent: number,
+    private readonly resolve: () => void,
+    private readonly reject: (err: ProxyError) => void,
+  ) {
+    // A client that goes away (or is cut off by a shutdown) must not leave its upstream request running
+    // until the upstream timeout: that holds a pool connection and makes a graceful shutdown wait for it.
+    res.once('close', this.onClose);
+    if (res.destroyed) this.onClose();
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[]>): void {
+    if (statusCode < 200) return; // 1xx: the final answer is still to come
+    const { ex, res } = this;
+    ex.upstreamMs = performance.now() - this.sent;
+    this.upstream.latency.observe(ex.upstreamMs / 1000);
+    try {
+      res.writeHead(statusCode, responseHeaders(ex, headers));
+    } catch {
+      // An upstream header node:http refuses to send (invalid characters): nothing has gone out yet.
+      controller.abort(new undiciErrors.ResponseError('the upstream sent a header that cannot be forwarded', statusCode, { headers, body: null }));
+      return;
+    }
+    ex.status = statusCode;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+    this.settle();
+    this.resolve();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    const { ex, res } = this;
+    this.settle();
+    if (this.clientGone) {
       // Nobody is left to answer; 499 is the customary log status for it (nginx).
       ex.status = 499;
       ex.reason = 'client_closed';
-      return;
-    }
-    if (res.headersSent || res.destroyed) {
+    } else if (res.headersSent || res.destroyed) {
       // The answer had started: the only honest signal left is to cut the connection.
       ex.reason = 'upstream_aborted';
       res.destroy();
-      return;
+    } else {
+      return this.reject(upstreamError(err));
     }
-    throw upstreamError(err);
-  } finally {
-    res.off('close', onClose);
+    this.resolve();
   }
+
+  private settle(): void {
+    this.settled = true;
+    this.res.off('close', this.onClose);
+    this.res.off('drain', this.onDrain);
+  }
+}
+
+export function forward(ex: Exchange, headers: Record<string, string | string[]>): Promise<void> {
+  const upstream = ex.route!.upstream!;
+  const { req } = ex;
+  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+  return new Promise((resolve, reject) => {
+    const handler = new Forwarding(ex, ex.res!, upstream, performance.now(), resolve, reject);
+    upstream.pool.dispatch(
+      {
+        path: upstream.basePath + ex.path + ex.search,
+        method: req.method as Dispatcher.HttpMethod,
+        headers,
+        body: hasBody ? req : null,
+        reset: !upstream.config.keepAlive,
+      },
+      handler,
+    );
+  });
 }

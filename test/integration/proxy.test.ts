@@ -119,6 +119,38 @@ t.test('the upstream answer passes through: status, headers, repeated headers, b
   t.equal(answer.headers['content-type'], 'text/plain');
 });
 
+t.test("gatehouse's own answer headers replace the upstream's of the same name, and only those", async (t) => {
+  const own = await startUpstream((_req, res) => {
+    res.writeHead(200, {
+      'x-request-id': 'from-the-upstream',
+      'x-ratelimit-limit': '999',
+      ratelimit: '"upstream";r=1;t=1',
+      constructor: 'kept',
+      'x-other': 'kept too',
+    });
+    res.end('own');
+  });
+  const limited = await startGatehouse(
+    configYaml({
+      auth: AUTH,
+      rateLimit: '  policies:\n    p: { limit: 100, window: 1m, by: tenant }',
+      routes: '  - name: api\n    match: { path: /api/** }\n    auth: any\n    rateLimit: [p]',
+    }),
+    { UPSTREAM: own.url },
+  );
+  t.teardown(async () => {
+    await limited.close();
+    await own.close();
+  });
+  const answer = await call(`${limited.url}/api/x`, { headers: { 'x-api-key': API_KEY } });
+  t.equal(answer.status, 200);
+  t.match(answer.headers['x-request-id'], UUID, "one X-Request-Id, gatehouse's");
+  t.equal(answer.headers['x-ratelimit-limit'], '100', "gatehouse's limit, not the upstream's");
+  t.equal(answer.headers.ratelimit, '"p";r=99;t=1');
+  t.equal(answer.headers.constructor, 'kept', 'a header named like an Object.prototype member passes');
+  t.equal(answer.headers['x-other'], 'kept too');
+});
+
 t.test('hop-by-hop response headers of the upstream are removed', async (t) => {
   const answer = await call(`${gw.url}/open/hop`);
   t.equal(answer.status, 200);
@@ -258,6 +290,46 @@ t.test('502 bad_gateway when the upstream answers garbage', async (t) => {
     await new Promise((resolve) => garbage.close(resolve));
   });
   assertErrorBody(t, await call(`${bad.url}/x`), 502, 'bad_gateway');
+});
+
+t.test('502 bad_gateway when an upstream header holds a control character; the process keeps serving', async (t) => {
+  const odd: NetServer = createNetServer((socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nX-Odd: a\x01b\r\nContent-Length: 2\r\n\r\nok'));
+  });
+  await new Promise<void>((resolve) => odd.listen(0, '127.0.0.1', resolve));
+  const bad = await startGatehouse(configYaml(), { UPSTREAM: `http://127.0.0.1:${(odd.address() as AddressInfo).port}` });
+  t.teardown(async () => {
+    await bad.close();
+    await new Promise((resolve) => odd.close(resolve));
+  });
+  for (let i = 0; i < 3; i++) {
+    const answer = await call(`${bad.url}/x`);
+    assertErrorBody(t, answer, 502, 'bad_gateway');
+    t.match(bad.logs.find((l) => l.request_id === answer.json.request_id), { status: 502, reason: /^upstream_error:/ });
+  }
+});
+
+t.test('an upstream that dies mid-body cuts the client connection; the log says upstream_aborted', async (t) => {
+  const dying: NetServer = createNetServer((socket) => {
+    socket.once('data', () => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial body');
+      setTimeout(() => socket.destroy(), 20);
+    });
+  });
+  await new Promise<void>((resolve) => dying.listen(0, '127.0.0.1', resolve));
+  const cut = await startGatehouse(configYaml(), { UPSTREAM: `http://127.0.0.1:${(dying.address() as AddressInfo).port}` });
+  t.teardown(async () => {
+    await cut.close();
+    await new Promise((resolve) => dying.close(resolve));
+  });
+  const res = await undiciRequest(`${cut.url}/x`, { dispatcher: client });
+  t.equal(res.statusCode, 200, 'the head had gone out');
+  await t.rejects(res.body.text(), 'the body ends in a cut connection, not a short 200');
+  const id = res.headers['x-request-id'] as string;
+  await until(() => cut.logs.some((l) => l.request_id === id), 2_000, 'the access line is written');
+  t.match(cut.logs.find((l) => l.request_id === id), { status: 200, reason: 'upstream_aborted' });
+  const after = await call(`${gw.url}/open/after-abort`);
+  t.equal(after.status, 200, 'gatehouse keeps serving');
 });
 
 t.test('504 gateway_timeout when the upstream does not answer within timeout', async (t) => {
