@@ -52,7 +52,13 @@ export function formatTable(summary, { notes = [], loadBefore, loadAfter } = {})
   const line = (cells) => cells.map((c, i) => (left.has(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line), ''];
   const h3 = summary.find((s) => s.id === '2b');
-  if (h3) out.push(`engines: http-proxy-3 / undici (2b / 2) = ${fmt(h3.ratioToBare, 2)}x req/s, p99 ${fmt(h3.p99RatioToBare, 2)}x`);
+  if (h3) out.push(`engines: http-proxy-3 / undici dispatch (2b / 2) = ${fmt(h3.ratioToBare, 2)}x req/s, p99 ${fmt(h3.p99RatioToBare, 2)}x`);
+  const stream = summary.find((s) => s.id === '2s');
+  if (stream) {
+    out.push(`undici APIs: Pool.stream / Pool.dispatch (2s / 2) = ${fmt(stream.ratioToBare, 2)}x req/s; against 2s as the baseline (earlier runs), gatehouse reaches:`);
+    const vsStream = summary.filter((s) => /^[3-8]$/.test(s.id)).map((s) => `(${s.id}) ${fmt(s.rps / stream.rps, 2)}x`);
+    if (vsStream.length) out.push(`  ${vsStream.join('  ')}`);
+  }
   for (const t of checkTargets(summary)) out.push(`target ${t.text}`);
   if (loadBefore) out.push(`load average before ${loadBefore.join(' ')}, after ${loadAfter?.join(' ') ?? '?'}`);
   for (const n of notes) out.push(`note: ${n}`);

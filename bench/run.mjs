@@ -72,7 +72,8 @@ async function main() {
   /** id, label, how to start the server under test, the wrk script, the header the pre-check sends. */
   const scenarios = [
     { id: '1', label: 'upstream direct', start: (port) => startUpstream(port, layout.server), script: staticScript(work, 's1', BENCH_PATH, {}), check: {} },
-    { id: '2', label: 'bare undici proxy', start: (port) => startBareProxy(port, upstream.url), script: staticScript(work, 's2', BENCH_PATH, {}), check: {} },
+    { id: '2', label: 'bare undici proxy (dispatch)', start: (port) => startBareProxy(port, upstream.url), script: staticScript(work, 's2', BENCH_PATH, {}), check: {} },
+    { id: '2s', label: 'bare undici proxy (Pool.stream)', start: (port) => startBareProxy(port, upstream.url, [], 'stream'), script: staticScript(work, 's2s', BENCH_PATH, {}), check: {} },
     { id: '2b', label: 'bare http-proxy-3 proxy', start: (port) => startHttpProxy3(port, upstream.url), script: staticScript(work, 's2b', BENCH_PATH, {}), check: {} },
     { id: '3', label: 'gatehouse auth: none', start: gatehouse('s3', { auth: 'none' }), script: staticScript(work, 's3', BENCH_PATH, {}), check: {}, gatehouse: true },
     { id: '4', label: 'gatehouse JWT, 1 token', start: gatehouse('s4', { auth: 'full' }), script: staticScript(work, 's4', BENCH_PATH, bearer), check: bearer, gatehouse: true, auth: true },

@@ -20,8 +20,9 @@ export function startUpstream(port, cores = layout.load) {
   return started(startPinned(cores, process.execPath, [join(here, 'upstream.mjs'), String(port)]), port);
 }
 
-export function startBareProxy(port, upstreamUrl, nodeArgs = []) {
-  return started(startPinned(layout.server, process.execPath, [...nodeArgs, join(here, 'bare-proxy.mjs'), String(port), upstreamUrl]), port);
+/** mode 'dispatch' (the ceiling: Pool.dispatch, as gatehouse forwards) or 'stream' (Pool.stream). */
+export function startBareProxy(port, upstreamUrl, nodeArgs = [], mode = 'dispatch') {
+  return started(startPinned(layout.server, process.execPath, [...nodeArgs, join(here, 'bare-proxy.mjs'), String(port), upstreamUrl, mode]), port);
 }
 
 export function startHttpProxy3(port, upstreamUrl) {
