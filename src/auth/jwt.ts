@@ -19,7 +19,8 @@ export interface JwtAuthenticator extends Authenticator {
   readonly kind: 'jwt';
   /** Provider names, in config order; a verified identity's keyId is one of them. */
   readonly providerNames: readonly string[];
-  authenticate(credential: Credential): Promise<Identity>;
+  /** A verified-token cache hit answers directly; anything else is a promise. */
+  authenticate(credential: Credential): Identity | Promise<Identity>;
   /** Resolves once every JWKS had its first load attempt (successful or not); never rejects. */
   whenLoaded(): Promise<void>;
   /**
@@ -260,11 +261,17 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     if (cache && validUntil > now) cache.set(key, { identity, validUntil });
   }
 
+  async function verifyAndRemember(token: string, key: string): Promise<Identity> {
+    const identity = await verify(token);
+    if (cache) remember(key, identity);
+    return identity;
+  }
+
   return {
     kind: 'jwt',
     providerNames: Object.freeze(compiled.map((c) => c.name)),
-    async authenticate(credential: Credential): Promise<Identity> {
-      if (credential.kind !== 'jwt') throw invalid('this credential is not a JWT', 'wrong_credential_kind');
+    authenticate(credential: Credential): Identity | Promise<Identity> {
+      if (credential.kind !== 'jwt') return Promise.reject(invalid('this credential is not a JWT', 'wrong_credential_kind'));
       const token = credential.token;
       const key = cache ? hash('sha256', token, 'base64url') : '';
       const hit = cache?.get(key);
@@ -275,9 +282,7 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
       }
       if (hit) cache?.delete(key);
       if (cache) metrics?.countTokenCache('miss');
-      const identity = await verify(token);
-      if (cache) remember(key, identity);
-      return identity;
+      return verifyAndRemember(token, key);
     },
     ready: () => compiled.every((c) => c.jwks === null || c.jwks.ready()),
     async whenLoaded(): Promise<void> {

@@ -7,7 +7,8 @@ import type { Exchange } from './exchange.js';
 
 const notAccepted = (what: string) => new ProxyError('invalid_token', `${what} are not accepted on this route`, 'credential_kind_not_accepted');
 
-export async function authenticate(ex: Exchange): Promise<void> {
+/** Sets ex.identity; synchronous when the authenticator answers directly (API keys, a cached JWT). */
+export function authenticate(ex: Exchange): void | Promise<void> {
   const route = ex.route!;
   if (route.auth.kind === 'none') {
     const { authorization, apiKey } = ex.incoming!;
@@ -17,18 +18,36 @@ export async function authenticate(ex: Exchange): Promise<void> {
   const { plan } = ex;
   const block = addressBlock(ex.clientIp);
   plan.failedAuth?.check(block);
+  let identity: Identity | Promise<Identity>;
   try {
-    ex.identity = await verify(ex);
+    identity = verify(ex);
   } catch (err) {
-    if (isProxyError(err)) {
-      plan.runtime.metrics.authFailures.inc({ reason: err.reason });
-      if (err.status === 401) plan.failedAuth?.recordFailure(block);
-    }
-    throw err;
+    throw refused(ex, block, err);
   }
+  if (!(identity instanceof Promise)) {
+    ex.identity = identity;
+    return;
+  }
+  return identity.then(
+    (verified) => {
+      ex.identity = verified;
+    },
+    (err: unknown) => {
+      throw refused(ex, block, err);
+    },
+  );
 }
 
-async function verify(ex: Exchange): Promise<Identity> {
+/** Counts a refused credential (and a 401 against the client's address block); returns the error to throw. */
+function refused(ex: Exchange, block: string, err: unknown): unknown {
+  if (isProxyError(err)) {
+    ex.plan.runtime.metrics.authFailures.inc({ reason: err.reason });
+    if (err.status === 401) ex.plan.failedAuth?.recordFailure(block);
+  }
+  return err;
+}
+
+function verify(ex: Exchange): Identity | Promise<Identity> {
   const { plan } = ex;
   const route = ex.route!;
   const auth = route.auth.kind === 'some' ? route.auth : null;
@@ -41,7 +60,12 @@ async function verify(ex: Exchange): Promise<Identity> {
   }
   const jwtAllowed = auth && (auth.jwtProviders === 'all' || auth.jwtProviders.length > 0);
   if (!jwtAllowed || !plan.jwt) throw notAccepted('JWTs');
-  const identity = await plan.jwt.authenticate(credential);
-  if (route.jwtProviders && !route.jwtProviders.has(identity.keyId)) throw notAccepted('tokens of this issuer');
+  const identity = plan.jwt.authenticate(credential);
+  return identity instanceof Promise ? identity.then((verified) => acceptedIssuer(ex, verified)) : acceptedIssuer(ex, identity);
+}
+
+function acceptedIssuer(ex: Exchange, identity: Identity): Identity {
+  const providers = ex.route!.jwtProviders;
+  if (providers && !providers.has(identity.keyId)) throw notAccepted('tokens of this issuer');
   return identity;
 }

@@ -18,7 +18,8 @@ import { isValidRequestId, sanitizeHeaders } from './sanitize-headers.js';
 export async function handleRequest(plan: Plan, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const ex = new Exchange(plan, req, res, performance.now());
   try {
-    await admit(ex);
+    const admitting = admit(ex);
+    if (admitting) await admitting;
     if (ex.route!.respondIdentity) respondIdentity(ex);
     else await forward(ex, injectIdentity(ex));
   } catch (err) {
@@ -27,16 +28,24 @@ export async function handleRequest(plan: Plan, req: IncomingMessage, res: Serve
   logAccess(ex);
 }
 
-/** Every stage before the request leaves gatehouse; shared by HTTP and Upgrade requests. */
-export async function admit(ex: Exchange): Promise<void> {
+/**
+ * Every stage before the request leaves gatehouse; shared by HTTP and Upgrade requests. Synchronous unless a
+ * stage has to wait (a JWT to verify, a Redis round trip): most requests are a cache hit and a memory store,
+ * and every await costs a promise and a microtask turn.
+ */
+export function admit(ex: Exchange): void | Promise<void> {
   ex.incoming = sanitizeHeaders(ex.plan.headers, ex.req.rawHeaders);
   ex.requestId = isValidRequestId(ex.incoming.requestId) ? ex.incoming.requestId : randomUUID();
   ex.clientIp = ex.plan.clientIp(ex.req.socket.remoteAddress ?? '', ex.incoming.forwardedFor);
   splitUrl(ex);
   ex.route = matchRoute(ex.plan.routes, ex.req.method!, ex.path);
-  await authenticate(ex);
+  const authenticating = authenticate(ex);
+  return authenticating ? authenticating.then(() => authorizeAndLimit(ex)) : authorizeAndLimit(ex);
+}
+
+function authorizeAndLimit(ex: Exchange): void | Promise<void> {
   authorize(ex);
-  await rateLimit(ex);
+  return rateLimit(ex);
 }
 
 function splitUrl(ex: Exchange): void {

@@ -51,22 +51,38 @@ function dimensionOf(by: PolicyConfig['by']): (identity: Identity | null, ip: st
   }
 }
 
-export async function rateLimit(ex: Exchange): Promise<void> {
+/** Charges the route's policies; synchronous when the store answers without a promise (the memory store). */
+export function rateLimit(ex: Exchange): void | Promise<void> {
   const policies = ex.route!.policies;
   if (policies.length === 0) return;
-  const { plan } = ex;
-  const { store, metrics, logger } = plan.runtime;
-  const limits = plan.config.rateLimit;
   const buckets = policies.map((p) => p.bucket(ex.identity, ex.clientIp));
-  let decision: Decision;
+  let decision: Decision | Promise<Decision>;
   try {
-    decision = await store.consume(buckets);
+    decision = ex.plan.runtime.store.consume(buckets);
   } catch (err) {
-    metrics.rateLimitStoreErrors.inc({ outcome: limits.redis.onError });
-    logger.warn({ err: (err as Error).message, request_id: ex.requestId }, 'rate-limit store unavailable');
-    if (limits.redis.onError === 'allow') return;
-    throw new ProxyError('service_unavailable', 'the rate-limit store is unavailable', 'store_unavailable');
+    return storeFailed(ex, err);
   }
+  if (decision instanceof Promise) {
+    return decision.then(
+      (d) => decide(ex, buckets, d),
+      (err: unknown) => storeFailed(ex, err),
+    );
+  }
+  decide(ex, buckets, decision);
+}
+
+function storeFailed(ex: Exchange, err: unknown): void {
+  const { metrics, logger } = ex.plan.runtime;
+  const onError = ex.plan.config.rateLimit.redis.onError;
+  metrics.rateLimitStoreErrors.inc({ outcome: onError });
+  logger.warn({ err: (err as Error).message, request_id: ex.requestId }, 'rate-limit store unavailable');
+  if (onError === 'allow') return;
+  throw new ProxyError('service_unavailable', 'the rate-limit store is unavailable', 'store_unavailable');
+}
+
+function decide(ex: Exchange, buckets: readonly BucketRequest[], decision: Decision): void {
+  const policies = ex.route!.policies;
+  const limits = ex.plan.config.rateLimit;
   let least = 0;
   for (let i = 1; i < buckets.length; i++) if (decision.buckets[i].remaining < decision.buckets[least].remaining) least = i;
   if (limits.headers !== 'none') {
@@ -79,7 +95,7 @@ export async function rateLimit(ex: Exchange): Promise<void> {
   decision.buckets.forEach((state, i) => {
     if (state.retryAfterMs > 0) {
       refused.push(policies[i].name);
-      metrics.rateLimitRefusals.inc({ policy: policies[i].name });
+      ex.plan.runtime.metrics.rateLimitRefusals.inc({ policy: policies[i].name });
       wait = Math.max(wait, state.retryAfterMs);
     }
   });

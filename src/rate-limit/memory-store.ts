@@ -24,8 +24,8 @@ export class MemoryStore implements RateLimitStore {
     this.clock = options.clock ?? systemClock;
   }
 
-  consume(buckets: readonly BucketRequest[]): Promise<Decision> {
-    return Promise.resolve(this.consumeNow(buckets));
+  consume(buckets: readonly BucketRequest[]): Decision {
+    return this.consumeNow(buckets);
   }
 
   /** Number of keys held; for tests and metrics. */

@@ -32,8 +32,9 @@ export interface RateLimitStore {
   /**
    * Charges one unit from every bucket, atomically: all or nothing.
    * Rejects with StoreUnavailableError when the backend is down or slower than its timeout.
+   * A store that decides in-process answers directly, without a promise: the pipeline then needs no await.
    */
-  consume(buckets: readonly BucketRequest[]): Promise<Decision>;
+  consume(buckets: readonly BucketRequest[]): Decision | Promise<Decision>;
   /** True while the store can answer (always for memory). */
   ready(): boolean;
   close(): Promise<void>;

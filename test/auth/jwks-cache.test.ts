@@ -36,7 +36,7 @@ async function setup(t: Test, o: Partial<JwtProviderConfig> = {}, fetchTimeoutMs
   return { server, clock, metrics, a, fetches: (outcome) => counterValue(metrics.jwksFetches, { provider: 'sso', outcome }) };
 }
 
-const auth = (a: JwtAuthenticator, token: string) => a.authenticate({ kind: 'jwt', token });
+const auth = async (a: JwtAuthenticator, token: string) => a.authenticate({ kind: 'jwt', token });
 const failure = (a: JwtAuthenticator, token: string) => auth(a, token).then(() => undefined, (e: ProxyError) => e);
 
 t.test('the JWKS is fetched at start without blocking, and ready() turns true after it', async (t) => {

@@ -16,7 +16,7 @@ function authenticator(t: Test, clock: ManualClock, o: Partial<JwtProviderConfig
   return a;
 }
 
-const auth = (a: JwtAuthenticator, token: string) => a.authenticate({ kind: 'jwt', token });
+const auth = async (a: JwtAuthenticator, token: string) => a.authenticate({ kind: 'jwt', token });
 const failure = (a: JwtAuthenticator, token: string) => auth(a, token).then(() => undefined, (e: ProxyError) => e);
 
 t.test('a token without a tenant is refused when there is no default tenant', async (t) => {
@@ -89,7 +89,8 @@ t.test('the second presentation of a token is a cache hit', async (t) => {
   const a = authenticator(t, clock, {}, { metrics, cacheSize: 100 });
   const token = await sign(rsa, clock);
   const first = await auth(a, token);
-  const second = await auth(a, token);
+  const second = a.authenticate({ kind: 'jwt', token });
+  t.notOk(second instanceof Promise, 'answered directly, without a promise to await');
   t.equal(second, first, 'the same identity object is served');
   t.equal(await counterValue(metrics.verifiedTokenCache, { result: 'miss' }), 1);
   t.equal(await counterValue(metrics.verifiedTokenCache, { result: 'hit' }), 1);

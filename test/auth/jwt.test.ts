@@ -24,7 +24,7 @@ function authenticator(t: Test, p: JwtProviderConfig, clock: ManualClock): JwtAu
 
 /** Asserts the exact refusal, and that the message never echoes the token or any part of it. */
 async function refused(t: Test, a: JwtAuthenticator, token: string, code: string, reason: string): Promise<void> {
-  const err = await a.authenticate({ kind: 'jwt', token }).then(
+  const err = await Promise.resolve(a.authenticate({ kind: 'jwt', token })).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -36,7 +36,7 @@ async function refused(t: Test, a: JwtAuthenticator, token: string, code: string
   for (const part of token.split('.').filter((p) => p.length > 3)) t.notOk(e.message.includes(part), 'message does not echo the token');
 }
 
-const ok = (a: JwtAuthenticator, token: string) => a.authenticate({ kind: 'jwt', token });
+const ok = async (a: JwtAuthenticator, token: string) => a.authenticate({ kind: 'jwt', token });
 
 t.test('accepts tokens signed with each supported algorithm family', async (t) => {
   const clock = newClock();
@@ -200,7 +200,7 @@ t.test('malformed tokens are refused as malformed', async (t) => {
 
 t.test('an API key credential is refused by the JWT authenticator', async (t) => {
   const a = authenticator(t, rsaProvider(), newClock());
-  const err = await a.authenticate({ kind: 'api-key', key: 'gh_123' }).catch((e: ProxyError) => e);
+  const err = await Promise.resolve(a.authenticate({ kind: 'api-key', key: 'gh_123' })).catch((e: ProxyError) => e);
   t.match(err, { code: 'invalid_token', reason: 'wrong_credential_kind' });
 });
 
