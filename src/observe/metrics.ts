@@ -1,5 +1,6 @@
 // Prometheus series of SPEC section 8, in a registry per process (tests make their own).
-import { Counter, Histogram, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { LatencyHistogram } from './latency-histogram.js';
 
 /**
  * Counts of the two series touched on every request are kept in plain maps and handed to prom-client only when
@@ -40,13 +41,13 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
-  readonly upstreamLatency = new Histogram({
-    name: 'gatehouse_upstream_duration_seconds',
-    help: 'Time from forwarding a request until the upstream response headers arrived',
-    labelNames: ['upstream'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
-  });
+  readonly upstreamLatency = new LatencyHistogram(
+    'gatehouse_upstream_duration_seconds',
+    'Time from forwarding a request until the upstream response headers arrived',
+    'upstream',
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    this.registry,
+  );
   readonly jwksFetches = new Counter({
     name: 'gatehouse_jwks_fetches_total',
     help: 'JWKS fetches, by provider and outcome (ok | error)',

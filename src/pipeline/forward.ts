@@ -30,7 +30,7 @@ export function compileUpstream(config: UpstreamConfig, metrics: Metrics): Upstr
       pipelining: 1,
     }),
     basePath: url.pathname.replace(/\/+$/, ''),
-    latency: metrics.upstreamLatency.labels(config.name),
+    latency: metrics.upstreamLatency.recorder(config.name),
   };
 }
 
