@@ -32,33 +32,36 @@ export function isoTimeCached(): () => string {
   };
 }
 
-/** Where batched lines finally go: pino's SonicBoom destination has this shape. */
+/** Where batched lines finally go: pino's SonicBoom destination (in buffer mode) has this shape. */
 export interface LineSink {
-  write(text: string): unknown;
+  write(bytes: Buffer): unknown;
   flush(cb?: (err?: Error | null) => void): void;
   flushSync(): void;
   readonly destroyed?: boolean;
 }
 
 /**
- * Collects log lines and hands them on in pieces of at least `minChars`, and at the latest every `flushMs`.
- * One access line per request is a few hundred bytes; appending to one string and passing it on once per
- * ~16 KiB costs far less than SonicBoom's own buffering, which measures the length of its whole growing
- * buffer on every write. Every line (access or application) goes through here, so their order is kept.
+ * Collects log lines and hands them on in pieces of at least `minBytes`, and at the latest every `flushMs`.
+ * Each line is encoded once, straight into a buffer; a batch goes out as those bytes. Handing SonicBoom one
+ * string per line (or even one long string per batch) costs more: it measures and re-encodes its whole
+ * pending text. Every line (access or application) goes through here, so their order is kept.
  */
 export class BatchedDestination implements DestinationStream {
-  private pending = '';
+  private buffer: Buffer;
+  private used = 0;
   private readonly timer: NodeJS.Timeout;
   private readonly onExit = () => {
-    if (this.pending !== '' && !this.sink.destroyed) this.flushSync();
+    if (this.used > 0 && !this.sink.destroyed) this.flushSync();
   };
   private readonly onBeforeExit = () => this.drain();
 
   constructor(
     private readonly sink: LineSink,
-    private readonly minChars = 16_384,
+    private readonly minBytes = 16_384,
     flushMs = 500,
   ) {
+    // Room for a batch and then some, so an ordinary line never has to go out before the batch is full.
+    this.buffer = Buffer.allocUnsafe(minBytes + 16_384);
     // A quiet proxy must not sit on its lines; the timer never keeps the process alive.
     this.timer = setInterval(() => this.drain(), flushMs).unref();
     // Ahead of pino's own exit hooks (an async destination has them), which flush and end the one behind this.
@@ -67,8 +70,16 @@ export class BatchedDestination implements DestinationStream {
   }
 
   write(line: string): void {
-    this.pending += line;
-    if (this.pending.length >= this.minChars) this.drain();
+    // Three bytes per UTF-16 unit is the most UTF-8 can need.
+    if (this.used + 3 * line.length > this.buffer.length) {
+      this.drain();
+      if (3 * line.length > this.buffer.length) {
+        if (!this.sink.destroyed) this.sink.write(Buffer.from(line, 'utf8'));
+        return;
+      }
+    }
+    this.used += this.buffer.write(line, this.used, 'utf8');
+    if (this.used >= this.minBytes) this.drain();
   }
 
   /** pino's logger.flush(cb) lands here. */
@@ -91,10 +102,12 @@ export class BatchedDestination implements DestinationStream {
   }
 
   private drain(): void {
-    if (this.pending === '' || this.sink.destroyed) return;
-    const text = this.pending;
-    this.pending = '';
-    this.sink.write(text);
+    if (this.used === 0 || this.sink.destroyed) return;
+    // The sink may keep the bytes (a partial write), so they are its own and the next lines go to a new buffer.
+    const batch = this.buffer.subarray(0, this.used);
+    this.buffer = Buffer.allocUnsafe(this.buffer.length);
+    this.used = 0;
+    this.sink.write(batch);
   }
 }
 
@@ -108,7 +121,7 @@ export function createLogger(config: LogConfig, destination?: DestinationStream)
   if (destination) return pino(options, destination);
   // Synchronous writes, as pino's default destination: one write(2) per batch costs less CPU than handing
   // each batch to a libuv worker, and a full pipe slows the proxy instead of piling up lines in memory.
-  const sonic = pino.destination({ dest: 1, sync: true, minLength: 0 });
+  const sonic = pino.destination({ dest: 1, sync: true, minLength: 0, contentMode: 'buffer' });
   return pino(options, new BatchedDestination(sonic as unknown as LineSink));
 }
 

@@ -91,8 +91,8 @@ function recordingSink() {
     flushes: 0,
     syncFlushes: 0,
     destroyed: false,
-    write(text: string) {
-      sink.pieces.push(text);
+    write(bytes: Buffer) {
+      sink.pieces.push(bytes.toString('utf8'));
     },
     flush(cb?: (err?: Error | null) => void) {
       sink.flushes++;
@@ -123,6 +123,18 @@ t.test('batched lines pass on in order, once enough of them piled up', async (t)
   batch.flushSync();
   t.equal(sink.pieces.length, 2, 'nothing pending: no empty write');
   t.equal(sink.syncFlushes, 1);
+});
+
+t.test('batched lines keep every byte: non-ASCII text, and a line too long for the batch buffer', async (t) => {
+  const sink = recordingSink();
+  const batch = new BatchedDestination(sink, 100, 60_000);
+  t.teardown(() => batch.end());
+  batch.write('é 漢字 😀\n');
+  const long = `${'x'.repeat(40_000)}\n`;
+  batch.write(long);
+  batch.write('after\n');
+  batch.flushSync();
+  t.same(sink.pieces, ['é 漢字 😀\n', long, 'after\n'], 'pending lines first, then the long one on its own, then the rest');
 });
 
 t.test('a quiet logger still passes its lines on within the flush interval', async (t) => {
