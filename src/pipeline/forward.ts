@@ -44,8 +44,10 @@ const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connecti
 function responseHeaders(ex: Exchange, upstream: Record<string, string | string[] | undefined>): string[] {
   const out: string[] = [];
   const own = ex.responseHeaders;
+  // Headers the upstream's Connection names are hop-by-hop too; plain keep-alive or close (nearly every answer)
+  // names none, and is settled without splitting.
   const connection = upstream.connection;
-  const listed = connection ? String(connection).toLowerCase().split(',').map((t) => t.trim()) : null;
+  const listed = connection === undefined || connection === 'keep-alive' || connection === 'close' ? null : String(connection).toLowerCase().split(',').map((t) => t.trim());
   for (const name in upstream) {
     const value = upstream[name];
     if (value === undefined || HOP_BY_HOP_RESPONSE.has(name) || name === 'x-request-id' || listed?.includes(name)) continue;

@@ -8,9 +8,19 @@ function seconds(ms: number): number {
   return Math.max(0, Math.ceil(ms / 1000));
 }
 
+/** Policy names as structured-field strings, by name: there are as many as the config has policies. */
+const quoted = new Map<string, string>();
+
 /** The policy name as a structured-field string (RFC 8941 sf-string): quoted, `\` and `"` escaped. */
 function sfString(name: string): string {
-  return `"${name.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  let q = quoted.get(name);
+  if (q === undefined) {
+    q = `"${name.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+    // Bounded even if names were made up at run time; config names never come close.
+    if (quoted.size >= 1024) quoted.clear();
+    quoted.set(name, q);
+  }
+  return q;
 }
 
 /** Headers for one policy's bucket state; names lowercase, as node:http sends them. */

@@ -42,6 +42,9 @@ t.test('seconds are whole and rounded up', async (t) => {
 t.test('a policy name with quotes or backslashes stays one structured-field string', async (t) => {
   const h = rateLimitHeaders('ietf', 'a"b\\c', 1, 1000, STATE);
   t.equal(h['ratelimit-policy'], '"a\\"b\\\\c";q=1;w=1');
+  t.equal(rateLimitHeaders('ietf', 'a"b\\c', 1, 1000, STATE)['ratelimit-policy'], '"a\\"b\\\\c";q=1;w=1', 'the same, remembered');
+  for (let i = 0; i < 1500; i++) rateLimitHeaders('ietf', `p${i}"`, 1, 1000, STATE);
+  t.equal(rateLimitHeaders('ietf', 'p7"', 2, 1000, STATE)['ratelimit-policy'], '"p7\\"";q=2;w=1', 'right after more names than are remembered');
 });
 
 t.test('Retry-After is whole seconds, rounded up, at least 1', async (t) => {
