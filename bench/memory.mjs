@@ -16,7 +16,7 @@ import { request } from 'undici';
 import { BENCH_PATH, makeApiKeys, signTokens, writeConfig } from './gatehouse-config.mjs';
 import { cpuSeconds, freePort, layout, pinSelf, rssBytes, stop } from './processes.mjs';
 import { startGatehouse, startGatehouseTimed, startUpstream } from './servers.mjs';
-import { WRK_MISSING, rotatingScript, runWrk, wrkAvailable } from './wrk.mjs';
+import { LOAD_GENERATOR_MISSING, rotatingScript, runWrk, loadGenerator } from './wrk.mjs';
 
 const QUICK = process.env.QUICK === '1';
 const KEYS = Number(process.env.KEYS ?? 100_000);
@@ -25,8 +25,8 @@ const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 0);
 const SAMPLE_EVERY_S = 10;
 const MiB = 2 ** 20;
 
-if (!wrkAvailable()) {
-  console.error(WRK_MISSING);
+if (!loadGenerator) {
+  console.error(LOAD_GENERATOR_MISSING);
   process.exit(1);
 }
 pinSelf();

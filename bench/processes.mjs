@@ -23,7 +23,7 @@ const hasTaskset = spawnSync('taskset', ['-V']).status === 0;
 export const layout = (() => {
   const cores = availableParallelism();
   if (!hasTaskset || cores < 2) return { pinned: false, cores, load: null, server: null, note: `not pinned (${hasTaskset ? `${cores} core(s)` : 'taskset missing'})` };
-  return { pinned: true, cores, load: '0', server: '1', note: 'core 0: wrk + upstream + redis + runner; core 1: the server under test (in scenario 1 that is the upstream itself)' };
+  return { pinned: true, cores, load: '0', server: '1', note: 'core 0: load generator + upstream + redis + runner; core 1: the server under test (in scenario 1 that is the upstream itself)' };
 })();
 
 /** Pins this runner to the load core, so it never steals time from the server under test. */

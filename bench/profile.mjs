@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { BENCH_PATH, makeApiKeys, signTokens, writeConfig } from './gatehouse-config.mjs';
 import { freePort, pinSelf, stop } from './processes.mjs';
 import { startBareProxy, startGatehouse, startUpstream } from './servers.mjs';
-import { WRK_MISSING, rotatingScript, runWrk, staticScript, wrkAvailable } from './wrk.mjs';
+import { LOAD_GENERATOR_MISSING, rotatingScript, runWrk, staticScript, loadGenerator } from './wrk.mjs';
 
 const scenario = process.argv[2] ?? '4';
 const SECONDS = Number(process.env.SECONDS ?? 10);
@@ -19,8 +19,8 @@ const TOP = Number(process.env.TOP ?? 30);
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 
-if (!wrkAvailable()) {
-  console.error(WRK_MISSING);
+if (!loadGenerator) {
+  console.error(LOAD_GENERATOR_MISSING);
   process.exit(1);
 }
 pinSelf();

@@ -16,7 +16,7 @@ import { request } from 'undici';
 import { BENCH_PATH, makeApiKeys, signTokens, writeConfig } from './gatehouse-config.mjs';
 import { cpuSeconds, foreignShare, foreignSnapshot, freePort, layout, loadAverage, pinSelf, rssBytes, stop } from './processes.mjs';
 import { redisAvailable, startBareProxy, startGatehouse, startHttpProxy3, startRedis, startUpstream } from './servers.mjs';
-import { WRK_MISSING, resetRotation, rotatingScript, runWrk, staticScript, wrkAvailable } from './wrk.mjs';
+import { LOAD_GENERATOR_MISSING, LOAD_GENERATOR_NOTE, loadGenerator, resetRotation, rotatingScript, runWrk, staticScript } from './wrk.mjs';
 import { formatTable, median } from './report.mjs';
 
 const QUICK = process.env.QUICK === '1';
@@ -30,8 +30,8 @@ const ONLY = process.env.ONLY ? new Set(process.env.ONLY.split(',').map((s) => s
 const ROTATING_TOKENS = 10_000;
 const CACHE_DEFEATING_TOKENS = 20_000;
 
-if (!wrkAvailable()) {
-  console.error(WRK_MISSING);
+if (!loadGenerator) {
+  console.error(LOAD_GENERATOR_MISSING);
   process.exit(1);
 }
 pinSelf();
@@ -49,7 +49,7 @@ process.on('SIGINT', () => {
 async function main() {
   const t0 = Date.now();
   const loadBefore = loadAverage();
-  console.log(`gatehouse bench: ${ROUNDS} round(s) x ${SECONDS}s (+${WARMUP}s warm-up), wrk -t1 -c${CONNECTIONS}; ${layout.note}`);
+  console.log(`gatehouse bench: ${ROUNDS} round(s) x ${SECONDS}s (+${WARMUP}s warm-up), ${loadGenerator === 'wrk' ? 'wrk -t1' : 'autocannon'} -c${CONNECTIONS}; ${layout.note}`);
 
   const upstream = await startUpstream(await freePort());
   cleanup.push(upstream.child);
@@ -135,11 +135,12 @@ async function main() {
   }
   const notes = [
     `layout: ${layout.note}`,
-    `wrk -t1 -c${CONNECTIONS}, ${ROUNDS} round(s) of ${SECONDS}s after ${WARMUP}s warm-up, order alternating; medians shown`,
+    LOAD_GENERATOR_NOTE,
+    `${loadGenerator === 'wrk' ? 'wrk -t1' : 'autocannon'} -c${CONNECTIONS}, ${ROUNDS} round(s) of ${SECONDS}s after ${WARMUP}s warm-up, order alternating; medians shown`,
     'other load = busy CPU on the machine not spent by the benchmark processes (other jobs, steal), in cores; the highest of the rounds',
     'CPU µs/req = (utime+stime of the server process during the measured run) / requests; CPU % = share of one core',
     'gatehouse logs every request (pino, level info) to /dev/null; identity injection and rate-limit headers on in 4-8',
-    `8: no config knob disables the verified-token cache (cacheSize is only a createJwtAuthenticator option; compile.ts never sets it), so 8 cycles ${CACHE_DEFEATING_TOKENS / 1000}k tokens through the 10k-entry LRU: every request misses and pays full HS256 verification plus the cache bookkeeping`,
+    `8: cycles ${CACHE_DEFEATING_TOKENS / 1000}k tokens through the verified-token cache at its default size (auth.jwt.cacheSize 10,000), so every request misses and pays full HS256 verification plus the cache bookkeeping`,
   ];
   const text = formatTable(summary, { notes, loadBefore, loadAfter: loadAverage() });
   console.log('\n' + text);

@@ -1,16 +1,34 @@
 // Drives load with wrk: Lua scripts written per scenario, results read back as JSON from wrk's done() hook.
+// Without wrk, autocannon (a devDependency) runs the same scripts from the spec kept next to each .lua file.
 import { spawn, spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { layout } from './processes.mjs';
 
-export function wrkAvailable() {
-  return spawnSync('wrk', ['-v']).error === undefined;
+const here = dirname(fileURLToPath(import.meta.url));
+
+function autocannonInstalled() {
+  try {
+    import.meta.resolve('autocannon');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
-export const WRK_MISSING = `wrk is required for the benchmark and was not found on PATH.
-Install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk) and run again.
-autocannon is not used as a fallback: a Node load generator would compete with the proxy for the same runtime costs.`;
+/** 'wrk' when installed, else 'autocannon' when installed (npm install), else null. BENCH_LOAD=autocannon forces it. */
+export const loadGenerator =
+  process.env.BENCH_LOAD !== 'autocannon' && spawnSync('wrk', ['-v']).error === undefined ? 'wrk' : autocannonInstalled() ? 'autocannon' : null;
+
+export const LOAD_GENERATOR_MISSING = `The benchmark needs wrk (preferred) or autocannon, and found neither.
+Install wrk (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk), or run npm install for autocannon.`;
+
+/** A note for result files: which generator ran, and why its figures do not compare with the other's. */
+export const LOAD_GENERATOR_NOTE =
+  loadGenerator === 'autocannon'
+    ? 'load from autocannon (wrk not installed): a Node load generator costs more per request than wrk, so req/s is lower and ratios are not comparable with wrk runs'
+    : 'load from wrk';
 
 const lua = (s) => JSON.stringify(s); // JSON string syntax is valid Lua for the ASCII we write.
 
@@ -30,6 +48,7 @@ export function staticScript(dir, name, path, headers) {
   for (const [k, v] of Object.entries(headers)) lines.push(`wrk.headers[${lua(k)}] = ${lua(v)}`);
   const file = join(dir, `${name}.lua`);
   writeFileSync(file, lines.join('\n') + '\n' + DONE);
+  writeFileSync(`${file}.json`, JSON.stringify({ path, headers }));
   return file;
 }
 
@@ -89,6 +108,7 @@ done = function(summary, latency, requests)
 end
 `;
   writeFileSync(file, script);
+  writeFileSync(`${file}.json`, JSON.stringify({ path, headerName, valuesFile, prefix, stopAfter, posFile }));
   return file;
 }
 
@@ -97,10 +117,17 @@ export function resetRotation(script) {
   rmSync(`${script}.pos`, { force: true });
 }
 
-/** Runs wrk on the load core; resolves with its JSON summary plus req/s. */
+/** Runs wrk (or autocannon) on the load core; resolves with its JSON summary plus req/s. */
 export function runWrk({ url, script, seconds, connections = 50, threads = 1, timeout = '5s' }) {
-  const args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--latency', '--timeout', timeout, '-s', script, url];
-  const [file, argv] = layout.pinned ? ['taskset', ['-c', layout.load, 'wrk', ...args]] : ['wrk', args];
+  let command;
+  let args;
+  if (loadGenerator === 'autocannon') {
+    const spec = { url, seconds, connections, timeoutSeconds: Number.parseInt(timeout, 10), script: JSON.parse(readFileSync(`${script}.json`, 'utf8')) };
+    [command, args] = [process.execPath, [join(here, 'autocannon-driver.mjs'), JSON.stringify(spec)]];
+  } else {
+    [command, args] = ['wrk', ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--latency', '--timeout', timeout, '-s', script, url]];
+  }
+  const [file, argv] = layout.pinned ? ['taskset', ['-c', layout.load, command, ...args]] : [command, args];
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -115,7 +142,7 @@ export function runWrk({ url, script, seconds, connections = 50, threads = 1, ti
     child.once('error', reject);
     child.once('exit', (code) => {
       const line = out.split('\n').find((l) => l.startsWith('WRK_JSON '));
-      if (code !== 0 || !line) return reject(new Error(`wrk failed (exit ${code}):\n${out}\n${err}`));
+      if (code !== 0 || !line) return reject(new Error(`${loadGenerator} failed (exit ${code}):\n${out}\n${err}`));
       const r = JSON.parse(line.slice('WRK_JSON '.length));
       r.wallSeconds = (performance.now() - t0) / 1000;
       r.seconds = r.duration_us / 1e6;
