@@ -23,6 +23,8 @@ const KEYS = Number(process.env.KEYS ?? 100_000);
 const DRIVE = Math.min(KEYS, Number(process.env.DRIVE ?? (QUICK ? Math.ceil(KEYS / 4) : KEYS)));
 const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 0);
 const SAMPLE_EVERY_S = 10;
+/** Seconds between the end of the drive and the settled RSS reading. */
+const SETTLE_S = Number(process.env.SETTLE_SECONDS ?? 2);
 const MiB = 2 ** 20;
 
 if (!loadGenerator) {
@@ -91,7 +93,10 @@ async function drive(gh, keysValues, name) {
   const r = await runWrk({ url: gh.url, script, seconds: 600, connections: 64 });
   const cpu = cpuSeconds(gh.pid) - cpu0;
   const loadedRss = rssBytes(gh.pid);
-  await sleep(2000);
+  for (let waited = 0; waited < SETTLE_S; waited += 2) {
+    await sleep(2000);
+    if (process.env.TRACE_SETTLE) console.log(`  settle t=${waited + 2}s RSS ${(rssBytes(gh.pid) / MiB).toFixed(1)} MiB`);
+  }
   const heap = await heapUsed(gh.adminPort);
   return {
     heapUsed: heap,
@@ -201,15 +206,37 @@ async function soak(upstream) {
   const r = await load;
   samples.push({ t: Math.round((performance.now() - started) / 1000), rssMiB: rssBytes(gh.pid) / MiB, cpuSeconds: cpuSeconds(gh.pid) });
   await stop(gh.child);
-  // Growth is judged after the first minute (or the first third), once caches and buckets are full.
-  const from = samples.find((s) => s.t >= Math.min(60, SOAK_SECONDS / 3)) ?? samples[0];
+  // Growth is judged after the first minute (or the first third), once caches and buckets are full: as the
+  // least-squares slope of all samples since (one sample caught mid-GC cannot swing it the way it swings
+  // last-minus-first), and as the median RSS of the first and the second half of that stretch.
+  const fromT = Math.min(60, SOAK_SECONDS / 3);
+  const settled = samples.filter((s) => s.t >= fromT);
   const last = samples[samples.length - 1];
-  const perMinute = ((last.rssMiB - from.rssMiB) / Math.max(1, last.t - from.t)) * 60;
+  const perMinute = slope(settled.map((s) => [s.t, s.rssMiB])) * 60;
+  const half = Math.floor(settled.length / 2);
+  const [early, late] = [median(settled.slice(0, half).map((s) => s.rssMiB)), median(settled.slice(half).map((s) => s.rssMiB))];
   say(
-    `soak: ${r.requests} requests at ${r.rps.toFixed(0)} req/s, ${r.status} non-2xx; RSS ${samples[0].rssMiB.toFixed(1)} -> ${last.rssMiB.toFixed(1)} MiB, ` +
-      `from t=${from.t} s ${from.rssMiB.toFixed(1)} MiB: ${perMinute >= 0 ? '+' : ''}${perMinute.toFixed(2)} MiB/min`,
+    `soak: ${r.requests} requests at ${r.rps.toFixed(0)} req/s, ${r.status} non-2xx; RSS ${samples[0].rssMiB.toFixed(1)} -> ${last.rssMiB.toFixed(1)} MiB; ` +
+      `from t=${fromT} s: slope ${perMinute >= 0 ? '+' : ''}${perMinute.toFixed(2)} MiB/min, median ${early.toFixed(1)} MiB (first half) vs ${late.toFixed(1)} MiB (second half)`,
   );
-  return { seconds: SOAK_SECONDS, requests: r.requests, rps: r.rps, non2xx: r.status, samples, growthMiBPerMinute: perMinute };
+  return { seconds: SOAK_SECONDS, requests: r.requests, rps: r.rps, non2xx: r.status, samples, growthMiBPerMinute: perMinute, medianEarlyMiB: early, medianLateMiB: late };
+}
+
+/** Least-squares slope of [x, y] points (y per unit of x); 0 for fewer than two. */
+function slope(points) {
+  if (points.length < 2) return 0;
+  const n = points.length;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return sxx === 0 ? 0 : points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / sxx;
+}
+
+function median(values) {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 try {

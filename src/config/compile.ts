@@ -35,6 +35,7 @@ export interface CompiledRoute extends Matchable {
 }
 
 export interface Plan {
+  /** The validated config, but for the API key entries: those live on only compiled, in `apiKeys`. */
   readonly config: GatehouseConfig;
   readonly routes: readonly CompiledRoute[];
   readonly headers: HeaderPlan;
@@ -78,7 +79,7 @@ export function compilePlan(config: GatehouseConfig, runtime: Runtime, previous?
   const routes = config.routes.map((r) => compileRoute(r, config, upstreams));
   const sources = config.auth.apiKeys?.sources ?? [];
   const plan: Plan = {
-    config,
+    config: withoutKeyEntries(config),
     routes,
     headers: new HeaderPlan(config.identity, sources.includes('x-api-key'), trustsProxy(config.server.trustProxy)),
     sources: { authorization: sources.includes('authorization'), xApiKey: sources.includes('x-api-key') },
@@ -91,6 +92,13 @@ export function compilePlan(config: GatehouseConfig, runtime: Runtime, previous?
     runtime,
   };
   return Object.freeze(plan);
+}
+
+/** A large key table would otherwise be held twice for the life of the plan: as entries and as compiled records. */
+function withoutKeyEntries(config: GatehouseConfig): GatehouseConfig {
+  const apiKeys = config.auth.apiKeys;
+  if (!apiKeys || apiKeys.keys.length === 0) return config;
+  return { ...config, auth: { ...config.auth, apiKeys: { ...apiKeys, keys: [] } } };
 }
 
 function compileRoute(r: RouteConfig, config: GatehouseConfig, upstreams: Map<string, Upstream>): CompiledRoute {

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { compilePlan, retirePlans, type Plan, type Runtime } from '../config/compile.js';
 import type { GatehouseConfig } from '../config/types.js';
 import { systemClock, type Clock } from '../clock.js';
+import { collectGarbage, LARGE_KEY_TABLE } from '../observe/collect-garbage.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { handleRequest } from '../pipeline/pipeline.js';
@@ -32,6 +33,11 @@ export function createStore(config: GatehouseConfig, clock: Clock, logger: Logge
 const restartKey = (c: GatehouseConfig) =>
   JSON.stringify([c.server.host, c.server.port, c.server.maxHeaderBytes, c.admin, c.rateLimit.store, c.rateLimit.maxKeys, c.rateLimit.redis]);
 
+/** After building a plan with a large key table (see collect-garbage.ts); small configs leave little garbage. */
+function collectLoadingGarbage(plan: Plan): void {
+  if ((plan.apiKeys?.size ?? 0) >= LARGE_KEY_TABLE) collectGarbage();
+}
+
 export class Gateway {
   private current: Plan;
   readonly runtime: Runtime;
@@ -55,6 +61,7 @@ export class Gateway {
     const store = options.store ?? createStore(config, clock, logger);
     this.runtime = { clock, logger, metrics, store };
     this.current = compilePlan(config, this.runtime);
+    collectLoadingGarbage(this.current);
     const s = config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
@@ -139,6 +146,7 @@ export class Gateway {
     }
     const old = this.current;
     this.current = compilePlan(config, this.runtime, old);
+    collectLoadingGarbage(this.current);
     this.runtime.metrics.reloads.inc({ outcome: 'ok' });
     if (!this.planUsers.has(old)) void retirePlans([old], this.livePlans());
     return 'ok';

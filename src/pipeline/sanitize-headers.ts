@@ -39,7 +39,7 @@ export class HeaderPlan {
   readonly inject: Readonly<IdentityConfig['headers']>;
   readonly claimHeaders: ReadonlyArray<readonly [name: string, path: readonly string[]]>;
   /** The injected headers of each identity seen, built once (pipeline/inject-identity.ts); dies with the identity. */
-  readonly identityHeaders = new WeakMap<Identity, ReadonlyArray<readonly [string, string]>>();
+  readonly identityHeaders = new WeakMap<Identity, readonly string[]>();
 
   constructor(identity: IdentityConfig, apiKeyHeader: boolean, readonly trustProxy: boolean) {
     const lower = Object.entries(identity.headers).map(([k, v]) => [k, v.toLowerCase()]);

@@ -214,3 +214,22 @@ t.test('100,000 keys: the table builds and every probed lookup is right', async 
   t.comment(`lookup (hash + map get): ${(lookupNs / 1000).toFixed(2)} µs per key over ${count} keys`);
   t.strictSame(refuse(auth, 'gh_live_bench_not_there'), UNKNOWN);
 });
+
+t.test('keys that share a tenant, role, plan or scope list share one copy of it', async (t) => {
+  const keys = ['key-one-0123456789abcdef', 'key-two-0123456789abcdef', 'key-three-0123456789abcdef'];
+  // Built as separate strings and arrays, the way a parsed keys file holds them.
+  const text = (s: string) => [...s].join('');
+  const auth = new ApiKeyAuthenticator(
+    keys.map((key, i) =>
+      entry({ id: `k${i}`, hash: hashApiKey(key), subject: `svc-${i}`, tenant: text('acme'), role: text('reader'), plan: text('gold'), scopes: [text('a:read'), text('b:read')] }),
+    ),
+    { clock: new ManualClock(START) },
+  );
+  const [a, b, c] = keys.map((key) => auth.authenticate({ kind: 'api-key', key }));
+  t.equal(a.scopes, b.scopes, 'one scope list');
+  t.equal(b.scopes, c.scopes);
+  t.same(a.scopes, ['a:read', 'b:read']);
+  t.ok(Object.isFrozen(a.scopes));
+  t.same([a.subject, b.subject, c.subject], ['svc-0', 'svc-1', 'svc-2'], 'subjects stay their own');
+  t.same([a.tenant, a.role, a.plan], ['acme', 'reader', 'gold']);
+});
