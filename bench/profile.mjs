@@ -2,7 +2,8 @@
 // CPU profile of gatehouse under wrk load (`node bench/profile.mjs [SCENARIO]`, default 4): runs
 // `node --cpu-prof dist/cli.js serve` on the server core, drives it like bench/run.mjs does, stops it
 // with SIGTERM (which writes the profile) and prints the top self-time functions and files.
-// SCENARIO: 2 (the bare undici proxy, for comparison), 3 (auth none), 4 (JWT, one token), 5 (JWT, 10k tokens), 6 (API key), 8 (JWT, cache defeated).
+// SCENARIO: 2 (the bare undici proxy, for comparison), 3 (auth none), 4 (JWT, one token), 5 (JWT, 10k tokens), 6 (API key),
+// 7 (JWT, Redis store: starts its own redis-server), 8 (JWT, cache defeated).
 // Env: SECONDS (default 10), TOP (default 30). Keeps the .cpuprofile under bench/results/.
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BENCH_PATH, makeApiKeys, signTokens, writeConfig } from './gatehouse-config.mjs';
 import { freePort, pinSelf, stop } from './processes.mjs';
-import { startBareProxy, startGatehouse, startUpstream } from './servers.mjs';
+import { startBareProxy, startGatehouse, startRedis, startUpstream } from './servers.mjs';
 import { LOAD_GENERATOR_MISSING, rotatingScript, runWrk, staticScript, loadGenerator } from './wrk.mjs';
 
 const scenario = process.argv[2] ?? '4';
@@ -26,6 +27,7 @@ if (!loadGenerator) {
 pinSelf();
 const work = mkdtempSync(join(tmpdir(), 'gatehouse-profile-'));
 const upstream = await startUpstream(await freePort());
+const redis = scenario === '7' ? await startRedis(await freePort()) : null;
 try {
   const { keys, entries } = makeApiKeys(1);
   const tokens = await signTokens(scenario === '8' ? 20_000 : scenario === '5' ? 10_000 : 1);
@@ -41,7 +43,7 @@ try {
           : staticScript(work, 'p', BENCH_PATH, { Authorization: `Bearer ${tokens[0]}` });
   const port = await freePort();
   const adminPort = await freePort();
-  const config = writeConfig(work, 'p', { port, adminPort, upstreamUrl: upstream.url, auth: scenario === '3' ? 'none' : 'full', keyEntries: entries });
+  const config = writeConfig(work, 'p', { port, adminPort, upstreamUrl: upstream.url, auth: scenario === '3' ? 'none' : 'full', keyEntries: entries, ...(redis ? { store: 'redis', redisUrl: redis.url } : {}) });
   const profDir = join(work, 'prof');
   const profArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
   const gh = scenario === '2' ? await startBareProxy(port, upstream.url, profArgs) : await startGatehouse(port, config, profArgs);
@@ -57,6 +59,7 @@ try {
   console.log(`\nprofile: ${relative(root, kept)} (open in Chrome DevTools or speedscope)`);
 } finally {
   await stop(upstream.child);
+  if (redis) await stop(redis.child);
   rmSync(work, { recursive: true, force: true });
 }
 

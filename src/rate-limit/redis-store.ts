@@ -1,5 +1,6 @@
-// Redis rate-limit store: every bucket of a request decided in one atomic Lua script (one round
-// trip), exact across replicas; bounded by a command timeout, reconnecting on its own.
+// Redis rate-limit store: every bucket of a request decided in one atomic Lua script, exact across
+// replicas; the requests of one event-loop turn share one script call (one round trip); bounded by a
+// command timeout, reconnecting on its own.
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
@@ -19,59 +20,90 @@ export interface RedisStoreOptions {
 
 // The arithmetic of gcra.ts (gcra and peek) transcribed to Lua, in integer microseconds (see there
 // for why); test/support/store-contract.ts holds both stores to the same exact numbers.
-// KEYS: bucket keys. ARGV[1]: now in µs, or '' to use Redis TIME, so replicas whose clocks
-// disagree still share one timeline. ARGV[2k], ARGV[2k+1]: limit and window (ms) of KEYS[k].
-// Returns {allowed, remaining1, resetMs1, retryAfterMs1, remaining2, ...}; when refused, every
-// bucket's uncharged state (gcra.ts peek), since nothing was written.
+// One call decides several requests, one after the other, each all-or-nothing over its own buckets.
+// KEYS: the bucket keys of every request, in order. ARGV[1]: the number of requests. Then per
+// request: its now in µs, or '' to use Redis TIME (so replicas whose clocks disagree still share one
+// timeline), its bucket count n, and n pairs of limit and window (ms).
+// Returns, per request, {allowed, remaining1, resetMs1, retryAfterMs1, remaining2, ...}; when
+// refused, every bucket's uncharged state (gcra.ts peek), since nothing was written for it.
 const CONSUME_LUA = `
-local now
-if ARGV[1] == '' then
-  if redis.replicate_commands then redis.replicate_commands() end
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[1])
-end
-local allowed = 1
-local charged = {}
-local uncharged = {}
-local pending = {}
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
-  local interval = math.max(1, math.floor(window * 1000 / limit + 0.5))
-  local span = interval * limit
-  local tat = pending[key]
-  if tat == nil then tat = tonumber(redis.call('GET', key)) end
-  local base = now
-  if tat ~= nil and tat >= now then base = tat end
-  local new_tat = base + interval
-  table.insert(uncharged, math.max(0, math.floor((span - (base - now)) / interval)))
-  table.insert(uncharged, math.ceil((base - now) / 1000))
-  table.insert(uncharged, math.max(0, math.ceil((base + interval - now - span) / 1000)))
-  if new_tat - now <= span then
-    pending[key] = new_tat
-    table.insert(charged, math.floor((span - (new_tat - now)) / interval))
-    table.insert(charged, math.ceil((new_tat - now) / 1000))
-    table.insert(charged, 0)
+local redis_now
+local out = {}
+local k = 0
+local a = 2
+for r = 1, tonumber(ARGV[1]) do
+  local now
+  if ARGV[a] == '' then
+    if redis_now == nil then
+      if redis.replicate_commands then redis.replicate_commands() end
+      local t = redis.call('TIME')
+      redis_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    end
+    now = redis_now
   else
-    allowed = 0
+    now = tonumber(ARGV[a])
   end
+  local n = tonumber(ARGV[a + 1])
+  a = a + 2
+  local allowed = 1
+  local charged = {}
+  local uncharged = {}
+  local pending = {}
+  for i = 1, n do
+    local key = KEYS[k + i]
+    local limit = tonumber(ARGV[a])
+    local window = tonumber(ARGV[a + 1])
+    a = a + 2
+    local interval = math.max(1, math.floor(window * 1000 / limit + 0.5))
+    local span = interval * limit
+    local tat = pending[key]
+    if tat == nil then tat = tonumber(redis.call('GET', key)) end
+    local base = now
+    if tat ~= nil and tat >= now then base = tat end
+    local new_tat = base + interval
+    table.insert(uncharged, math.max(0, math.floor((span - (base - now)) / interval)))
+    table.insert(uncharged, math.ceil((base - now) / 1000))
+    table.insert(uncharged, math.max(0, math.ceil((base + interval - now - span) / 1000)))
+    if new_tat - now <= span then
+      pending[key] = new_tat
+      table.insert(charged, math.floor((span - (new_tat - now)) / interval))
+      table.insert(charged, math.ceil((new_tat - now) / 1000))
+      table.insert(charged, 0)
+    else
+      allowed = 0
+    end
+  end
+  k = k + n
+  local decided = charged
+  if allowed == 0 then
+    decided = uncharged
+  else
+    for key, tat in pairs(pending) do
+      -- The key lives exactly until its bucket is full again; after that its absence means full.
+      redis.call('SET', key, string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+    end
+  end
+  table.insert(out, allowed)
+  for _, v in ipairs(decided) do table.insert(out, v) end
 end
-if allowed == 0 then
-  table.insert(uncharged, 1, 0)
-  return uncharged
-end
-for key, tat in pairs(pending) do
-  -- The key lives exactly until its bucket is full again; after that its absence means full.
-  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
-end
-table.insert(charged, 1, 1)
-return charged
+return out
 `;
 
 /** While Redis is connected but not answering, how often a PING checks whether it answers again. */
 const STALL_PROBE_MS = 250;
+/**
+ * Most requests one script call decides. A turn with more sends several calls: one long script would
+ * hold Redis (single-threaded) from every other client for its whole run.
+ */
+const MAX_BATCH = 64;
+
+interface Waiting {
+  readonly buckets: readonly BucketRequest[];
+  /** Microseconds of the injected clock at consume time, or '' for Redis TIME. */
+  readonly now: string;
+  readonly resolve: (decision: Decision) => void;
+  readonly reject: (err: unknown) => void;
+}
 
 interface ConsumeClient extends Redis {
   gatehouseConsume(numKeys: number, ...args: string[]): Promise<number[]>;
@@ -85,6 +117,8 @@ export class RedisStore implements RateLimitStore {
   /** Connected but a command failed (a hung Redis times out without dropping the socket): not ready. */
   private stalled = false;
   private probe: NodeJS.Timeout | null = null;
+  /** Consumes of this event-loop turn, sent together by flush. */
+  private waiting: Waiting[] = [];
 
   constructor(options: RedisStoreOptions) {
     this.options = options;
@@ -111,25 +145,57 @@ export class RedisStore implements RateLimitStore {
     });
   }
 
-  async consume(buckets: readonly BucketRequest[]): Promise<Decision> {
-    if (buckets.length === 0) return { allowed: true, buckets: [] };
-    const keys = buckets.map((b) => this.options.keyPrefix + b.key);
+  /**
+   * Queued until the end of this event-loop turn (setImmediate runs right after the turn's I/O
+   * callbacks), then sent with every other consume of the turn as one script call: under load that
+   * is one command, one write and one reply for many requests instead of one each. A lone request
+   * still goes out in the same turn, so no request waits for another.
+   */
+  consume(buckets: readonly BucketRequest[]): Promise<Decision> {
+    if (buckets.length === 0) return Promise.resolve({ allowed: true, buckets: [] });
     const now = this.options.clock ? String(toMicros(this.options.clock.now())) : '';
-    const args = buckets.flatMap((b) => [String(b.limit), String(b.windowMs)]);
-    let reply: number[];
-    try {
-      reply = await this.client.gatehouseConsume(keys.length, ...keys, now, ...args);
-    } catch (err) {
-      if (this.client.status === 'ready') this.markStalled();
-      throw new StoreUnavailableError(`rate-limit redis: ${(err as Error).message}`, { cause: err });
+    return new Promise<Decision>((resolve, reject) => {
+      if (this.waiting.length === 0) setImmediate(this.flush);
+      this.waiting.push({ buckets, now, resolve, reject });
+      if (this.waiting.length === MAX_BATCH) this.flush();
+    });
+  }
+
+  private readonly flush = (): void => {
+    const batch = this.waiting;
+    if (batch.length === 0) return;
+    this.waiting = [];
+    const keys: string[] = [];
+    const args: string[] = [String(batch.length)];
+    for (const { buckets, now } of batch) {
+      args.push(now, String(buckets.length));
+      for (const b of buckets) {
+        keys.push(this.options.keyPrefix + b.key);
+        args.push(String(b.limit), String(b.windowMs));
+      }
     }
+    this.client.gatehouseConsume(keys.length, ...keys, ...args).then(
+      (reply) => this.decided(batch, reply),
+      (err: Error) => {
+        if (this.client.status === 'ready') this.markStalled();
+        const failure = new StoreUnavailableError(`rate-limit redis: ${err.message}`, { cause: err });
+        for (const w of batch) w.reject(failure);
+      },
+    );
+  };
+
+  private decided(batch: readonly Waiting[], reply: number[]): void {
     if (this.stalled) this.answering();
-    const states: BucketState[] = buckets.map((_, i) => ({
-      remaining: reply[1 + 3 * i],
-      resetMs: reply[2 + 3 * i],
-      retryAfterMs: reply[3 + 3 * i],
-    }));
-    return { allowed: reply[0] === 1, buckets: states };
+    let at = 0;
+    for (const { buckets, resolve } of batch) {
+      const allowed = reply[at] === 1;
+      const states = new Array<BucketState>(buckets.length);
+      for (let i = 0; i < buckets.length; i++) {
+        states[i] = { remaining: reply[at + 1 + 3 * i], resetMs: reply[at + 2 + 3 * i], retryAfterMs: reply[at + 3 + 3 * i] };
+      }
+      at += 1 + 3 * buckets.length;
+      resolve({ allowed, buckets: states });
+    }
   }
 
   ready(): boolean {

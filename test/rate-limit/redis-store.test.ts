@@ -42,6 +42,67 @@ if (skip) {
     t.same(remaining, Array.from({ length: 100 }, (_, i) => i));
   });
 
+  t.test('redis: the consumes of one event-loop turn share one script call, each decided exactly', async (t) => {
+    const clock = new ManualClock();
+    const store = await open({ keyPrefix: 'batch:', clock });
+    const raw = new Redis(server.url);
+    t.teardown(async () => {
+      await store.close();
+      await raw.quit();
+    });
+    const scriptCalls = async () => {
+      const stats = await raw.info('commandstats');
+      return [...stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+    const perMinute = { limit: 3, windowMs: 60_000 };
+    await raw.config('RESETSTAT');
+    // Same turn: two buckets shared across requests, a refusal in the middle, and the clock moving between calls.
+    const pending = [
+      store.consume([{ key: 'a', ...perMinute }]),
+      store.consume([{ key: 'a', ...perMinute }, { key: 'b', ...perMinute }]),
+      store.consume([{ key: 'b', limit: 1, windowMs: 60_000 }]),
+      store.consume([{ key: 'a', ...perMinute }]),
+      store.consume([{ key: 'a', ...perMinute }, { key: 'c', ...perMinute }]),
+    ];
+    clock.advance(20_000); // one unit of `a` refills (an interval is 20 s) for the requests after this line
+    pending.push(store.consume([{ key: 'a', ...perMinute }]), store.consume([{ key: 'a', ...perMinute }]));
+    const decisions = await Promise.all(pending);
+    t.equal(await scriptCalls(), 1, 'seven requests, one script call');
+    t.same(
+      decisions.map((d) => [d.allowed, d.buckets.map((b) => b.remaining)]),
+      [
+        [true, [2]],
+        [true, [1, 2]],
+        // `b` holds the entry of the request before: a limit of 1 is already used up.
+        [false, [0]],
+        [true, [0]],
+        // `a` is empty, so `c` is not charged either.
+        [false, [0, 3]],
+        [true, [0]],
+        [false, [0]],
+      ],
+    );
+    t.equal(await raw.exists('batch:c'), 0, 'the refused request wrote nothing');
+
+    // More consumes in one turn than one call takes: split into several calls, still exact.
+    await raw.config('RESETSTAT');
+    const many = await Promise.all(Array.from({ length: 150 }, () => store.consume([{ key: 'many', limit: 100, windowMs: 3_600_000 }])));
+    t.equal(await scriptCalls(), 3, '150 requests in calls of at most 64');
+    t.equal(many.filter((d) => d.allowed).length, 100);
+  });
+
+  t.test('redis: when the shared call fails, every request in it is refused with StoreUnavailableError', async (t) => {
+    const store = await open({ commandTimeoutMs: 200 });
+    t.teardown(() => store.close());
+    server.pause();
+    try {
+      const batch = Array.from({ length: 5 }, (_, i) => store.consume([{ key: `hung${i}`, limit: 10, windowMs: 60_000 }]));
+      for (const [i, p] of batch.entries()) await rejectsWithin(t, p, 200 + 300, `request ${i} of the batch`);
+    } finally {
+      server.resume();
+    }
+  });
+
   t.test('redis: keys carry the prefix and expire when their bucket would be full again', async (t) => {
     const clock = new ManualClock();
     const store = await open({ keyPrefix: 'ttl-test:', clock });
