@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { compilePlan, retirePlans, type Plan, type Runtime } from '../config/compile.js';
 import type { GatehouseConfig } from '../config/types.js';
 import { systemClock, type Clock } from '../clock.js';
-import { collectGarbage, LARGE_KEY_TABLE } from '../observe/collect-garbage.js';
+import { collectGarbage, LARGE_KEY_TABLE, limitHeapGrowth } from '../observe/collect-garbage.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { handleRequest } from '../pipeline/pipeline.js';
@@ -33,9 +33,14 @@ export function createStore(config: GatehouseConfig, clock: Clock, logger: Logge
 const restartKey = (c: GatehouseConfig) =>
   JSON.stringify([c.server.host, c.server.port, c.server.maxHeaderBytes, c.admin, c.rateLimit.store, c.rateLimit.maxKeys, c.rateLimit.redis]);
 
-/** After building a plan with a large key table (see collect-garbage.ts); small configs leave little garbage. */
-function collectLoadingGarbage(plan: Plan): void {
-  if ((plan.apiKeys?.size ?? 0) >= LARGE_KEY_TABLE) collectGarbage();
+/**
+ * After building a plan with a large key table (see collect-garbage.ts): bound the heap's growth over the table
+ * and collect the loading garbage. Small configs keep V8's defaults and leave little garbage.
+ */
+function settleLargeKeyTable(plan: Plan): void {
+  if ((plan.apiKeys?.size ?? 0) < LARGE_KEY_TABLE) return;
+  limitHeapGrowth();
+  collectGarbage();
 }
 
 export class Gateway {
@@ -61,7 +66,7 @@ export class Gateway {
     const store = options.store ?? createStore(config, clock, logger);
     this.runtime = { clock, logger, metrics, store };
     this.current = compilePlan(config, this.runtime);
-    collectLoadingGarbage(this.current);
+    settleLargeKeyTable(this.current);
     const s = config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
@@ -146,7 +151,7 @@ export class Gateway {
     }
     const old = this.current;
     this.current = compilePlan(config, this.runtime, old);
-    collectLoadingGarbage(this.current);
+    settleLargeKeyTable(this.current);
     this.runtime.metrics.reloads.inc({ outcome: 'ok' });
     if (!this.planUsers.has(old)) void retirePlans([old], this.livePlans());
     return 'ok';
