@@ -12,7 +12,7 @@ import { authorize } from './pipeline/authorize.js';
 import { Exchange } from './pipeline/exchange.js';
 import { injectIdentity } from './pipeline/inject-identity.js';
 import { matchRoute, normalizePath } from './pipeline/match-route.js';
-import { sanitizeHeaders } from './pipeline/sanitize-headers.js';
+import { headerRecord, sanitizeHeaders } from './pipeline/sanitize-headers.js';
 import { MemoryStore } from './rate-limit/memory-store.js';
 
 const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key']);
@@ -60,7 +60,7 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
       return { policy: p.name, by: p.by, key: b.key, limit: b.limit, windowSeconds: b.windowMs / 1000 };
     });
     if (ex.route.upstream) {
-      const upstreamHeaders = injectIdentity(ex);
+      const upstreamHeaders = headerRecord(injectIdentity(ex));
       for (const name of CREDENTIAL_HEADERS) if (upstreamHeaders[name] !== undefined) upstreamHeaders[name] = '[redacted]';
       out.upstreamRequest = { url: ex.route.upstream.config.url.replace(/\/+$/, '') + ex.path + redactQuery(ex.search), headers: { ...upstreamHeaders } };
     }

@@ -7,6 +7,7 @@ import { twoCredentials } from '../auth/credential.js';
 import type { Plan } from '../config/compile.js';
 import { Exchange } from '../pipeline/exchange.js';
 import { injectIdentity } from '../pipeline/inject-identity.js';
+import { headerRecord } from '../pipeline/sanitize-headers.js';
 import { admit, fail, logAccess } from '../pipeline/pipeline.js';
 import { isProxyError, ProxyError, rejectOnSocket } from './errors.js';
 
@@ -42,7 +43,7 @@ export function handleUpgrade(plan: Plan, req: IncomingMessage, socket: Socket, 
       req.url = (q === -1 ? original : original.slice(0, q)) + ex.search;
       await admit(ex);
       if (!ex.route!.upstream) throw new ProxyError('bad_request', 'this route does not accept upgrades', 'upgrade_not_supported');
-      const headers = injectIdentity(ex);
+      const headers = headerRecord(injectIdentity(ex));
       headers.connection = 'Upgrade';
       headers.upgrade = ex.incoming!.upgrade ?? 'websocket';
       req.headers = headers as IncomingMessage['headers'];

@@ -156,7 +156,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
   }
 }
 
-export function forward(ex: Exchange, headers: Record<string, string | string[]>): Promise<void> {
+export function forward(ex: Exchange, headers: string[]): Promise<void> {
   const upstream = ex.route!.upstream!;
   const { req } = ex;
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;

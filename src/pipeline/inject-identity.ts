@@ -3,6 +3,7 @@ import type { Identity } from '../auth/identity.js';
 import { unmapped } from '../http/client-ip.js';
 import { ProxyError } from '../http/errors.js';
 import type { Exchange } from './exchange.js';
+import { removeHeaders } from './sanitize-headers.js';
 
 /** Visible ASCII, space and tab: anything else could split or smuggle a header. */
 const SAFE_VALUE = /^[\t\x20-\x7e]*$/;
@@ -46,7 +47,13 @@ function identityHeaders(plan: Exchange['plan'], identity: Identity): readonly s
   return out.slice();
 }
 
-export function injectIdentity(ex: Exchange): Record<string, string | string[]> {
+const FORWARDED = new Set(['forwarded']);
+
+/**
+ * Appends the injected headers to the sanitized list and returns it. None of them can be in the list already:
+ * their names are classified as identity, credential or forwarding headers, never kept (sanitize-headers.ts).
+ */
+export function injectIdentity(ex: Exchange): string[] {
   const { plan } = ex;
   const incoming = ex.incoming!;
   const headers = incoming.headers;
@@ -57,19 +64,20 @@ export function injectIdentity(ex: Exchange): Record<string, string | string[]> 
     const cached = plan.headers.identityHeaders;
     let pairs = cached.get(identity);
     if (pairs === undefined) cached.set(identity, (pairs = identityHeaders(plan, identity)));
-    for (let i = 0; i < pairs.length; i += 2) headers[pairs[i]] = pairs[i + 1];
+    for (let i = 0; i < pairs.length; i++) headers.push(pairs[i]);
   }
   if (plan.config.identity.forwardAuthorization) {
-    if (incoming.authorization.length) headers.authorization = incoming.authorization[0];
-    if (incoming.apiKey.length) headers['x-api-key'] = incoming.apiKey[0];
+    if (incoming.authorization.length) headers.push('authorization', incoming.authorization[0]);
+    if (incoming.apiKey.length) headers.push('x-api-key', incoming.apiKey[0]);
   }
   const peer = unmapped(ex.req.socket.remoteAddress ?? '');
   const trusted = plan.trustsPeer(peer);
-  if (!trusted) delete headers.forwarded;
-  headers['x-forwarded-for'] = trusted && incoming.forwardedFor ? `${incoming.forwardedFor}, ${peer}` : peer;
-  headers['x-forwarded-proto'] = (trusted && incoming.forwardedProto) || 'http';
+  // Forwarded is kept only when some proxy is trusted (sanitize-headers.ts); from any other peer it goes.
+  if (!trusted && plan.headers.trustProxy) removeHeaders(headers, FORWARDED);
+  headers.push('x-forwarded-for', trusted && incoming.forwardedFor ? `${incoming.forwardedFor}, ${peer}` : peer);
+  headers.push('x-forwarded-proto', (trusted && incoming.forwardedProto) || 'http');
   const host = (trusted && incoming.forwardedHost) || incoming.host;
-  if (host) headers['x-forwarded-host'] = host;
-  headers['x-request-id'] = ex.requestId;
+  if (host) headers.push('x-forwarded-host', host);
+  headers.push('x-request-id', ex.requestId);
   return headers;
 }

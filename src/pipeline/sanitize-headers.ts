@@ -78,8 +78,12 @@ export class HeaderPlan {
 }
 
 export class SanitizedHeaders {
-  /** Null-prototype: a header named __proto__ is just a header. */
-  readonly headers: Record<string, string | string[]> = Object.create(null);
+  /**
+   * The headers to forward as one flat [name, value, ...] list (lower-case names, a repeated header once per
+   * value, in order), which undici takes as is: no dictionary to build and walk on every request, and a header
+   * named __proto__ is just a string.
+   */
+  readonly headers: string[] = [];
   readonly authorization: string[] = [];
   readonly apiKey: string[] = [];
   forwardedFor: string | undefined = undefined;
@@ -97,13 +101,9 @@ export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): Sanit
     const { kind, lower } = plan.classify(raw[i]);
     const value = raw[i + 1];
     switch (kind) {
-      case HeaderKind.Keep: {
-        const prev = out.headers[lower];
-        if (prev === undefined) out.headers[lower] = value;
-        else if (typeof prev === 'string') out.headers[lower] = [prev, value];
-        else prev.push(value);
+      case HeaderKind.Keep:
+        out.headers.push(lower, value);
         break;
-      }
       case HeaderKind.Authorization:
         out.authorization.push(value);
         break;
@@ -138,10 +138,33 @@ export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): Sanit
     }
   }
   if (connectionTokens) {
-    for (const token of connectionTokens) {
-      // Only headers that would otherwise be kept can be dropped this way; injected ones come later.
-      if (token && plan.classify(token).kind === HeaderKind.Keep) delete out.headers[token];
-    }
+    // Only headers that would otherwise be kept can be dropped this way; injected ones come later.
+    const named = new Set(connectionTokens.filter((token) => token && plan.classify(token).kind === HeaderKind.Keep));
+    if (named.size > 0) removeHeaders(out.headers, named);
+  }
+  return out;
+}
+
+/** Takes every header whose (lower-case) name is in `names` out of a flat list, in place. */
+export function removeHeaders(list: string[], names: ReadonlySet<string>): void {
+  let kept = 0;
+  for (let i = 0; i < list.length; i += 2) {
+    if (names.has(list[i])) continue;
+    list[kept++] = list[i];
+    list[kept++] = list[i + 1];
+  }
+  list.length = kept;
+}
+
+/** A flat header list as a null-prototype record (a repeated name becomes an array), for http-proxy-3 and `explain`. */
+export function headerRecord(list: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = Object.create(null);
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i];
+    const prev = out[name];
+    if (prev === undefined) out[name] = list[i + 1];
+    else if (typeof prev === 'string') out[name] = [prev, list[i + 1]];
+    else prev.push(list[i + 1]);
   }
   return out;
 }
