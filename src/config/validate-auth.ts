@@ -170,6 +170,17 @@ const IDENTITY_DEFAULTS = {
   keyId: 'X-Auth-Key-Id',
 };
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/**
+ * Names an identity or claim header cannot take: HTTP framing and hop-by-hop headers (a tenant in Content-Length
+ * is a smuggling vector), the credentials, and the headers gatehouse itself sets upstream.
+ */
+const RESERVED_HEADERS = new Set([
+  'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect',
+  'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'authorization', 'x-api-key',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id',
+]);
+/** How the header stripping compares names (sanitize-headers.ts): case-blind, `_` the same as `-`. */
+const headerKey = (name: string) => name.toLowerCase().replace(/_/g, '-');
 
 export function readIdentity(cx: ReadContext, root: MapReader): IdentityConfig {
   const id = root.map('identity');
@@ -189,6 +200,17 @@ export function readIdentity(cx: ReadContext, root: MapReader): IdentityConfig {
     if (claim === undefined) cx.issues.at(node ?? keyNode, `identity.claimHeaders.${name}: must be a claim name`);
     else claimHeaders[name] = claim;
   }
+  // Every injected header must be one header with one meaning: not reserved, and no two under one name.
+  const taken = new Map<string, string>();
+  const claim = (name: string, path: string, node: Node | null | undefined) => {
+    const key = headerKey(name);
+    const other = taken.get(key);
+    if (RESERVED_HEADERS.has(key)) cx.issues.at(node, `${path}: "${name}" is reserved (HTTP or gatehouse itself sets it)`);
+    else if (other) cx.issues.at(node, `${path}: "${name}" is already the name of ${other}`);
+    else taken.set(key, path);
+  };
+  for (const key of Object.keys(IDENTITY_DEFAULTS) as Array<keyof typeof IDENTITY_DEFAULTS>) claim(headers[key], `identity.headers.${key}`, h?.get(key) ?? id?.get('headers'));
+  for (const [name, , keyNode] of ch?.entries() ?? []) if (HEADER_NAME.test(name)) claim(name, `identity.claimHeaders.${name}`, keyNode);
   const stripPrefixes = id?.strings('stripPrefixes', ['X-Auth-']) ?? ['X-Auth-'];
   const forwardAuthorization = id?.bool('forwardAuthorization', false) ?? false;
   id?.done();

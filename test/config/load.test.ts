@@ -171,6 +171,24 @@ const cases: Case[] = [
   { name: 'YAML syntax error: nested compact mapping', yaml: 'version: 1\nkey: value: other\n', issues: ['2:6 Nested mappings are not allowed in compact mappings'] },
   { name: 'YAML duplicate key', yaml: `version: 1\nserver:\n  port: 1\n  port: 2\n${UP}${ROUTE}`, issues: ['4:3 Map keys must be unique'] },
   {
+    name: 'identity headers cannot take framing, credential or forwarding header names, in any spelling',
+    yaml: `version: 1\n${UP}${ROUTE}identity:\n  headers:\n    tenant: Content-Length\n    subject: x_forwarded_for\n  claimHeaders:\n    Authorization: email\n    HOST: org\n`,
+    issues: [
+      '11:13 identity.headers.tenant: "Content-Length" is reserved (HTTP or gatehouse itself sets it)',
+      '12:14 identity.headers.subject: "x_forwarded_for" is reserved (HTTP or gatehouse itself sets it)',
+      '14:5 identity.claimHeaders.Authorization: "Authorization" is reserved (HTTP or gatehouse itself sets it)',
+      '15:5 identity.claimHeaders.HOST: "HOST" is reserved (HTTP or gatehouse itself sets it)',
+    ],
+  },
+  {
+    name: 'two injected headers under one name (case and _ do not make them different)',
+    yaml: `version: 1\n${UP}${ROUTE}identity:\n  headers:\n    role: X-Auth-Tenant\n  claimHeaders:\n    x_auth_subject: sub\n    X-Email: email\n`,
+    issues: [
+      '11:11 identity.headers.role: "X-Auth-Tenant" is already the name of identity.headers.tenant',
+      '13:5 identity.claimHeaders.x_auth_subject: "x_auth_subject" is already the name of identity.headers.subject',
+    ],
+  },
+  {
     name: 'several errors are all reported at once',
     yaml: [
       'version: 2',
