@@ -139,8 +139,9 @@ export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): Sanit
   }
   if (connectionTokens) {
     // Only headers that would otherwise be kept can be dropped this way; injected ones come later.
-    const named = new Set(connectionTokens.filter((token) => token && plan.classify(token).kind === HeaderKind.Keep));
-    if (named.size > 0) removeHeaders(out.headers, named);
+    let named: Set<string> | null = null;
+    for (const token of connectionTokens) if (token && plan.classify(token).kind === HeaderKind.Keep) (named ??= new Set()).add(token);
+    if (named) removeHeaders(out.headers, named);
   }
   return out;
 }
