@@ -20,6 +20,24 @@ t.test('the cached timestamp is exactly pino isoTime, and follows the clock from
   t.equal(time(), ',"time":"2026-01-02T03:04:00.679Z"', 'a clock that steps back is followed too');
 });
 
+t.test('the cached timestamp matches Date#toISOString across millisecond, second, day and year boundaries', async (t) => {
+  const realNow = Date.now;
+  let now = 0;
+  Date.now = () => now;
+  t.teardown(() => {
+    Date.now = realNow;
+  });
+  const time = isoTimeCached();
+  const instants = [0, 1, 9, 10, 99, 100, 999, 1000, 1001, Date.UTC(2026, 11, 31, 23, 59, 59, 999), Date.UTC(2027, 0, 1), Date.UTC(2024, 1, 29, 12, 0, 0, 5), Date.UTC(9999, 11, 31, 23, 59, 59, 999)];
+  for (let i = 0; i < 2000; i++) instants.push(Date.UTC(2026, 10, 24, 20, 0, 0) + i * 7);
+  let mismatches = 0;
+  for (const instant of instants) {
+    now = instant;
+    if (time() !== `,"time":"${new Date(instant).toISOString()}"`) mismatches++;
+  }
+  t.equal(mismatches, 0, `${instants.length} instants, each as toISOString writes it`);
+});
+
 t.test('log lines carry an ISO time field', async (t) => {
   const lines: string[] = [];
   const sink = new Writable({
