@@ -202,15 +202,15 @@ export function readIdentity(cx: ReadContext, root: MapReader): IdentityConfig {
   }
   // Every injected header must be one header with one meaning: not reserved, and no two under one name.
   const taken = new Map<string, string>();
-  const claim = (name: string, path: string, node: Node | null | undefined) => {
+  const reserveName = (name: string, path: string, node: Node | null | undefined) => {
     const key = headerKey(name);
     const other = taken.get(key);
     if (RESERVED_HEADERS.has(key)) cx.issues.at(node, `${path}: "${name}" is reserved (HTTP or gatehouse itself sets it)`);
     else if (other) cx.issues.at(node, `${path}: "${name}" is already the name of ${other}`);
     else taken.set(key, path);
   };
-  for (const key of Object.keys(IDENTITY_DEFAULTS) as Array<keyof typeof IDENTITY_DEFAULTS>) claim(headers[key], `identity.headers.${key}`, h?.get(key) ?? id?.get('headers'));
-  for (const [name, , keyNode] of ch?.entries() ?? []) if (HEADER_NAME.test(name)) claim(name, `identity.claimHeaders.${name}`, keyNode);
+  for (const key of Object.keys(IDENTITY_DEFAULTS) as Array<keyof typeof IDENTITY_DEFAULTS>) reserveName(headers[key], `identity.headers.${key}`, h?.get(key) ?? id?.get('headers'));
+  for (const [name, , keyNode] of ch?.entries() ?? []) if (HEADER_NAME.test(name)) reserveName(name, `identity.claimHeaders.${name}`, keyNode);
   const stripPrefixes = id?.strings('stripPrefixes', ['X-Auth-']) ?? ['X-Auth-'];
   const forwardAuthorization = id?.bool('forwardAuthorization', false) ?? false;
   id?.done();
