@@ -27,6 +27,17 @@ if (skip) {
     return store;
   };
 
+  /** A store and a plain client on the same Redis, to look at what the store wrote; both closed with the test. */
+  const openWithRaw = async (t: Test, options: Partial<RedisStoreOptions>) => {
+    const store = await open(options);
+    const raw = new Redis(server.url);
+    t.teardown(async () => {
+      await store.close();
+      await raw.quit();
+    });
+    return { store, raw };
+  };
+
   storeContract(t, 'redis', (clock) => open({ clock }));
 
   t.test('redis: two stores sharing Redis admit exactly the limit out of 200 concurrent requests', async (t) => {
@@ -44,12 +55,7 @@ if (skip) {
 
   t.test('redis: the consumes of one event-loop turn share one script call, each decided exactly', async (t) => {
     const clock = new ManualClock();
-    const store = await open({ keyPrefix: 'batch:', clock });
-    const raw = new Redis(server.url);
-    t.teardown(async () => {
-      await store.close();
-      await raw.quit();
-    });
+    const { store, raw } = await openWithRaw(t, { keyPrefix: 'batch:', clock });
     const scriptCalls = async () => {
       const stats = await raw.info('commandstats');
       return [...stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
@@ -105,12 +111,7 @@ if (skip) {
 
   t.test('redis: keys carry the prefix and expire when their bucket would be full again', async (t) => {
     const clock = new ManualClock();
-    const store = await open({ keyPrefix: 'ttl-test:', clock });
-    const raw = new Redis(server.url);
-    t.teardown(async () => {
-      await store.close();
-      await raw.quit();
-    });
+    const { store, raw } = await openWithRaw(t, { keyPrefix: 'ttl-test:', clock });
     const perMinute = { limit: 10, windowMs: 60_000 };
     await store.consume([{ key: 'k', ...perMinute }]);
     t.same(await raw.keys('ttl-test:*'), ['ttl-test:k']);
@@ -124,12 +125,7 @@ if (skip) {
   });
 
   t.test('redis: with no clock given, time comes from Redis TIME', async (t) => {
-    const store = await open({ keyPrefix: 'time:' });
-    const raw = new Redis(server.url);
-    t.teardown(async () => {
-      await store.close();
-      await raw.quit();
-    });
+    const { store, raw } = await openWithRaw(t, { keyPrefix: 'time:' });
     await store.consume([{ key: 'k', limit: 1, windowMs: 60_000 }]);
     const [sec, usec] = await raw.time();
     const tat = Number(await raw.get('time:k'));
