@@ -4,7 +4,7 @@ import { ProxyError } from '../http/errors.js';
 /** A compiled path pattern: `*` is one segment, a trailing `**` the rest of the path (zero or more segments). */
 export type PathMatcher = (path: string) => boolean;
 
-const LITERAL = /^[A-Za-z0-9\-._~!$&'()+,;=:@]*$/;
+const LITERAL = /^[A-Za-z0-9\-._~!$&'()+,=:@]*$/;
 
 /** Why a route pattern is unusable, or null when it is fine. */
 export function checkPattern(pattern: string): string | null {
@@ -30,13 +30,13 @@ export function compilePattern(pattern: string): PathMatcher {
   return (path) => re.test(path);
 }
 
-const SUSPECT = /[%\\]|\/\.|\/\/|\0/;
+const SUSPECT = /[%\\#;]|\/\.|\/\/|\0/;
 const PERCENT = /%([0-9A-Fa-f]{2})/g;
 /** Percent-encoded characters that decode to a path separator, a dot or NUL: never allowed. */
 const FORBIDDEN_ESCAPES = new Set(['2f', '5c', '2e', '00']);
 const UNRESERVED = /[A-Za-z0-9\-_~]/;
-/** `..;x` is `..` to servers that strip path parameters (Tomcat, Spring): a known way around route rules. */
-const DOT_WITH_PARAMS = /^\.\.?(;|%3B)/i;
+/** `..%3Bx` is `..` to servers that decode before stripping path parameters (raw `;` is refused outright). */
+const DOT_WITH_PARAMS = /^\.\.?%3B/i;
 
 function badPath(message: string): ProxyError {
   return new ProxyError('bad_request', message, 'ambiguous_path');
@@ -51,6 +51,12 @@ export function normalizePath(path: string): string {
   if (!SUSPECT.test(path)) return path;
   if (path.includes('\\')) throw badPath('the request path contains a backslash');
   if (path.includes('\0')) throw badPath('the request path contains NUL');
+  // Never part of a request target: parsers that drop the "fragment" (WHATWG URL, url.parse) see a shorter path
+  // than the one matched here, so `/admin#/x` would reach /admin by another route's rules.
+  if (path.includes('#')) throw badPath('the request path contains #');
+  // Path parameters: find-my-way cuts the path at `;`, Tomcat and Spring strip them from each segment, others keep
+  // them; `/admin;x` is /admin to some upstreams and not to this matcher. An encoded %3B stays data everywhere.
+  if (path.includes(';')) throw badPath('the request path contains ; (path parameters)');
   let out = path;
   if (path.includes('%')) {
     if (/%(?![0-9A-Fa-f]{2})/.test(path)) throw badPath('the request path has a malformed percent-encoding');

@@ -369,6 +369,19 @@ t.test('gatehouse errors carry the request id too, and the JSON shape', async (t
   t.equal(ambiguous.slice(ambiguous.indexOf('\r\n\r\n') + 4), '{"error":"bad_request","message":"the request path contains an encoded /, \\\\, . or NUL","status":400,"request_id":"my-id-2"}');
 });
 
+t.test('a path with # or ; is refused before any route is matched, and never forwarded', async (t) => {
+  // `/api#/x` is /api to WHATWG URL and url.parse; `/api;x` is /api to find-my-way, Tomcat and Spring.
+  const paths = ['/open/a#/b', '/open#/x', '/api#/x', '/open/a;b', '/open;x/y', '/api;jsessionid=1/items'];
+  const before = upstream.requests.length;
+  for (const [i, path] of paths.entries()) {
+    const answer = await raw(gw.port, `GET ${path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: semi-${i}\r\n\r\n`);
+    t.equal(rawStatus(answer), 400, path);
+    t.match(answer.slice(answer.indexOf('\r\n\r\n') + 4), /^\{"error":"bad_request","message":"the request path contains [#;]/, path);
+    t.match(accessLog(`semi-${i}`), { status: 400, reason: 'ambiguous_path', route: null }, path);
+  }
+  t.equal(upstream.requests.length, before, 'the upstream saw none of them');
+});
+
 t.test('X-Forwarded-*: with trustProxy false the client values are replaced', async (t) => {
   const answer = await call(`${gw.url}/open/xff`, {
     headers: { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example', forwarded: 'for=6.6.6.6', 'x-request-id': 'xff-false' },
