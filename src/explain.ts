@@ -61,7 +61,8 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
     });
     if (ex.route.upstream) {
       const upstreamHeaders = headerRecord(injectIdentity(ex));
-      for (const name of CREDENTIAL_HEADERS) if (upstreamHeaders[name] !== undefined) upstreamHeaders[name] = '[redacted]';
+      // By name with `_` read as `-`: an X_API_Key forwarded as an ordinary header is still a key.
+      for (const name in upstreamHeaders) if (CREDENTIAL_HEADERS.has(name.replace(/_/g, '-'))) upstreamHeaders[name] = '[redacted]';
       out.upstreamRequest = { url: ex.route.upstream.config.url.replace(/\/+$/, '') + ex.path + redactQuery(ex.search), headers: { ...upstreamHeaders } };
     }
     out.outcome = 'allowed';

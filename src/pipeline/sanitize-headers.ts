@@ -69,8 +69,9 @@ export class HeaderPlan {
     const canon = canonical(lower);
     let kind = this.exact.get(lower) ?? HeaderKind.Keep;
     if (this.strip.has(canon) || this.prefixes.some((p) => canon.startsWith(p))) kind = HeaderKind.Drop;
-    // A hop-by-hop name spelled with `_` is still hop-by-hop to a lenient upstream.
-    else if (kind === HeaderKind.Keep && this.exact.get(canon) === HeaderKind.Drop) kind = HeaderKind.Drop;
+    // A hop-by-hop, forwarding or credential name spelled with `_` (X_Forwarded_For, X_Request_Id, X_API_Key) is
+    // that header to a lenient upstream: the client's value would arrive next to gatehouse's, so it goes.
+    else if (kind === HeaderKind.Keep && canon !== lower && this.exact.has(canon)) kind = HeaderKind.Drop;
     const out = { kind, lower };
     if (this.cache.size < MAX_CACHED_NAMES) this.cache.set(raw, out);
     return out;

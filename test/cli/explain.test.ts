@@ -197,3 +197,18 @@ t.test('a token typed into the explained URL as ?access_token= is redacted from 
   t.equal(out.request.url, '/api/things?a=1&access_token=[redacted]&b=2');
   assertNoSecret(t, JSON.stringify(out), [token, ADMIN_KEY]);
 });
+
+t.test('a key-looking header is never shown: X_API_Key is dropped, and an X-API-Key that is no key source is redacted', async (t) => {
+  const lookalike = 'gh_lookalike_0123456789abcdefghijk';
+  const dropped: any = await explain(config, 'GET', '/api/reports/daily', [['X-API-Key', ADMIN_KEY], ['X_Api_Key', lookalike]]);
+  t.equal(dropped.outcome, 'allowed');
+  assertNoSecret(t, JSON.stringify(dropped), [ADMIN_KEY, lookalike]);
+  // With only Authorization as a key source, X-API-Key (in any spelling) is an ordinary header: forwarded, never shown.
+  const authorizationOnly = loadConfig(writeTempFile('gatehouse.yaml', yaml(false).replace('  apiKeys:\n    keys:', '  apiKeys:\n    sources: [authorization]\n    keys:')));
+  const token = await hsToken();
+  const forwarded: any = await explain(authorizationOnly, 'GET', '/api/x', [['Authorization', `Bearer ${token}`], ['x-api-key', lookalike], ['X_Api_Key', lookalike]]);
+  t.equal(forwarded.outcome, 'allowed', JSON.stringify(forwarded.error));
+  t.equal(forwarded.upstreamRequest.headers['x-api-key'], '[redacted]');
+  t.equal(forwarded.upstreamRequest.headers['x_api_key'], '[redacted]');
+  assertNoSecret(t, JSON.stringify(forwarded), [lookalike]);
+});

@@ -464,6 +464,23 @@ t.test('spoofed identity headers never reach the upstream on an auth: none route
   t.notOk(names.some((n) => n.replace(/_/g, '-').startsWith('x-auth-')), 'no identity header at all without a credential');
 });
 
+t.test('forwarding and credential headers spelled with _ never reach the upstream (CGI, WSGI and Rack read them as -)', async (t) => {
+  const spoofs = ['X_Forwarded_For', '6.6.6.6', 'x_forwarded_host', 'evil.example', 'X_FORWARDED_PROTO', 'evil', 'x_request_id', 'evil-id', 'X_Api_Key', 'evil-key', 'Keep_Alive', 'evil'];
+  const answer = await call(`${gw.url}/open/underscore`, { headers: [...spoofs, 'X-Request-Id', 'underscore-1'] });
+  t.equal(answer.status, 200);
+  assertNoSpoof(t);
+  const h = last().headers;
+  t.equal(h['x-forwarded-for'], '127.0.0.1');
+  t.equal(h['x-forwarded-host'], `127.0.0.1:${gw.port}`);
+  t.equal(h['x-forwarded-proto'], 'http');
+  t.equal(h['x-request-id'], 'underscore-1');
+  // On an authenticated route the real credential works and the look-alike is neither a second credential nor forwarded.
+  const authed = await call(`${gw.url}/api/underscore`, { headers: ['X-API-Key', API_KEY, 'X_API_KEY', 'evil-key'] });
+  t.equal(authed.status, 200);
+  assertNoSpoof(t);
+  t.equal(last().headers['x-auth-subject'], 'svc-ci');
+});
+
 t.test('spoofed identity headers never reach the upstream on an authenticated route; the injected ones do', async (t) => {
   const variants: [label: string, headers: string[]][] = [
     ['X-API-Key', ['X-API-Key', API_KEY]],
