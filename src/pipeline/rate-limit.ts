@@ -37,7 +37,13 @@ export function compilePolicy(policy: PolicyConfig, limits: RateLimitConfig): Co
   };
 }
 
-/** Subjects and keys are namespaced by tenant: two tenants may both have a user "alice". */
+/**
+ * A part of a composite bucket key, length-prefixed: tenants and subjects come from tokens and may hold any
+ * separator, and tenant `a/b` with subject `c` must not share a bucket with tenant `a` and subject `b/c`.
+ */
+const part = (s: string): string => `${s.length}:${s}`;
+
+/** Subjects (and JWT callers under `key`) are namespaced by tenant: two tenants may both have a user "alice". */
 function dimensionOf(by: PolicyConfig['by']): (identity: Identity | null, ip: string) => string {
   switch (by) {
     case 'ip':
@@ -45,9 +51,11 @@ function dimensionOf(by: PolicyConfig['by']): (identity: Identity | null, ip: st
     case 'tenant':
       return (identity) => identity!.tenant;
     case 'subject':
-      return (identity) => `${identity!.tenant}/${identity!.subject}`;
+      return (identity) => `${part(identity!.tenant)}/${identity!.subject}`;
     case 'key':
-      return (identity) => (identity!.method === 'api-key' ? `key/${identity!.keyId}` : `jwt/${identity!.keyId}/${identity!.subject}`);
+      // An API key id is unique in the table; a JWT caller is its provider, tenant and subject.
+      return (identity) =>
+        identity!.method === 'api-key' ? `key/${identity!.keyId}` : `jwt/${part(identity!.keyId)}/${part(identity!.tenant)}/${identity!.subject}`;
   }
 }
 
