@@ -19,8 +19,12 @@ export interface JwtAuthenticator extends Authenticator {
   readonly kind: 'jwt';
   /** Provider names, in config order; a verified identity's keyId is one of them. */
   readonly providerNames: readonly string[];
-  /** A verified-token cache hit answers directly; anything else is a promise. */
-  authenticate(credential: Credential): Identity | Promise<Identity>;
+  /**
+   * A verified-token cache hit answers directly; anything else is a promise. `accepted`: the providers the route
+   * takes (null: any). The identity is the first provider's (config order) that accepts the token; when that one
+   * is not accepted but another provider of the same issuer is and accepts the token too, it is that one's.
+   */
+  authenticate(credential: Credential, accepted?: ReadonlySet<string> | null): Identity | Promise<Identity>;
   /** Resolves once every JWKS had its first load attempt (successful or not); never rejects. */
   whenLoaded(): Promise<void>;
   /**
@@ -234,13 +238,14 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     }
   }
 
-  async function verify(token: string): Promise<Identity> {
+  async function verify(token: string, only: ReadonlySet<string> | null = null): Promise<Identity> {
     const { alg, crit, iss } = decode(token);
     if (typeof alg !== 'string') throw malformed();
     // We implement no JWS extension, so any critical one must be refused (RFC 7515 section 4.1.11).
     if (crit !== undefined) throw invalid('the token requires an unsupported header extension (crit)', 'unsupported_crit');
-    const candidates = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
-    if (!candidates) throw invalid('the token issuer is not trusted', 'unknown_issuer');
+    const all = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
+    const candidates = only ? all?.filter((p) => only.has(p.name)) : all;
+    if (!candidates?.length) throw invalid('the token issuer is not trusted', 'unknown_issuer');
     let firstError: ProxyError | undefined;
     for (const p of candidates) {
       try {
@@ -267,10 +272,34 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     return identity;
   }
 
+  /**
+   * The token's identity is from a provider the route does not take. Providers sharing its issuer that the route
+   * does take get their own try (one IdP, two audiences: a token for both passes a route of either). Not cached:
+   * the cache keeps the identity in config order. Without such a provider the identity stands, and is refused.
+   */
+  async function verifyForRoute(token: string, accepted: ReadonlySet<string>, identity: Identity): Promise<Identity> {
+    try {
+      return await verify(token, accepted);
+    } catch {
+      return identity;
+    }
+  }
+
+  /** Whether another provider of the same issuer than the identity's is accepted: only then is a second try worth it. */
+  const sharesIssuer = new Map(compiled.map((c, i) => [c.name, byIssuer.get(providers[i].issuer)!.map((p) => p.name)]));
+  function otherAccepted(identity: Identity, accepted: ReadonlySet<string>): boolean {
+    return sharesIssuer.get(identity.keyId)?.some((name) => accepted.has(name)) ?? false;
+  }
+
+  function forRoute(token: string, accepted: ReadonlySet<string> | null, identity: Identity): Identity | Promise<Identity> {
+    if (accepted === null || accepted.has(identity.keyId) || !otherAccepted(identity, accepted)) return identity;
+    return verifyForRoute(token, accepted, identity);
+  }
+
   return {
     kind: 'jwt',
     providerNames: Object.freeze(compiled.map((c) => c.name)),
-    authenticate(credential: Credential): Identity | Promise<Identity> {
+    authenticate(credential: Credential, accepted: ReadonlySet<string> | null = null): Identity | Promise<Identity> {
       if (credential.kind !== 'jwt') return Promise.reject(invalid('this credential is not a JWT', 'wrong_credential_kind'));
       const token = credential.token;
       const key = cache ? hash('sha256', token, 'base64url') : '';
@@ -278,11 +307,12 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
       // The injected clock decides expiry (not lru-cache's TTL, which runs on the real one), so it agrees with jose.
       if (hit && hit.validUntil > clock.now()) {
         metrics?.countTokenCache('hit');
-        return hit.identity;
+        return forRoute(token, accepted, hit.identity);
       }
       if (hit) cache?.delete(key);
       if (cache) metrics?.countTokenCache('miss');
-      return verifyAndRemember(token, key);
+      const verified = verifyAndRemember(token, key);
+      return accepted === null ? verified : verified.then((identity) => forRoute(token, accepted, identity));
     },
     ready: () => compiled.every((c) => c.jwks === null || c.jwks.ready()),
     async whenLoaded(): Promise<void> {

@@ -60,7 +60,7 @@ function verify(ex: Exchange): Identity | Promise<Identity> {
   }
   const jwtAllowed = auth && (auth.jwtProviders === 'all' || auth.jwtProviders.length > 0);
   if (!jwtAllowed || !plan.jwt) throw notAccepted('JWTs');
-  const identity = plan.jwt.authenticate(credential);
+  const identity = plan.jwt.authenticate(credential, route.jwtProviders);
   return identity instanceof Promise ? identity.then((verified) => acceptedIssuer(ex, verified)) : acceptedIssuer(ex, identity);
 }
 

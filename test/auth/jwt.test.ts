@@ -204,6 +204,26 @@ t.test('an API key credential is refused by the JWT authenticator', async (t) =>
   t.match(err, { code: 'invalid_token', reason: 'wrong_credential_kind' });
 });
 
+t.test('providers sharing an issuer: a token both accept takes the identity of the one the route accepts', async (t) => {
+  const clock = newClock();
+  const a = createJwtAuthenticator(
+    [rsaProvider({ name: 'web', audience: ['web'] }), rsaProvider({ name: 'mobile', audience: ['mobile'] }), rsaProvider({ name: 'tv', audience: ['tv'] })],
+    { clock, logger: silentLogger },
+  );
+  t.teardown(() => a.close());
+  const both = await sign(rsa, clock, { aud: ['web', 'mobile'] });
+  const identity = (accepted: ReadonlySet<string> | null) => Promise.resolve(a.authenticate({ kind: 'jwt', token: both }, accepted));
+  t.equal((await identity(null)).keyId, 'web', 'any provider: the first in config order');
+  t.equal((await identity(new Set(['mobile']))).keyId, 'mobile', 'a route of mobile only: mobile, from the cache entry of web');
+  t.equal((await identity(new Set(['mobile']))).keyId, 'mobile', 'again');
+  t.equal((await identity(null)).keyId, 'web', 'the cache still holds the config-order identity');
+  t.equal((await identity(new Set(['web', 'mobile']))).keyId, 'web', 'both accepted: the first');
+  t.equal((await identity(new Set(['tv']))).keyId, 'web', 'tv does not accept the token: the identity stands (and the route refuses it)');
+  const fresh = await sign(rsa, clock, { aud: ['web', 'mobile'], sub: 'fresh' });
+  t.equal((await Promise.resolve(a.authenticate({ kind: 'jwt', token: fresh }, new Set(['mobile'])))).keyId, 'mobile', 'a cache miss on a mobile route');
+  t.equal((await Promise.resolve(a.authenticate({ kind: 'jwt', token: fresh }, null))).keyId, 'web', 'and the cache keeps config order');
+});
+
 t.test('providers sharing an issuer are tried in order; the matching audience wins', async (t) => {
   const clock = newClock();
   const a = createJwtAuthenticator(

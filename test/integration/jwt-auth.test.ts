@@ -307,3 +307,25 @@ t.test('/readyz is 503 until a jwksUrl provider has loaded keys, then 200 after 
   t.equal((await call(`${running.adminUrl}/readyz`)).status, 200, 'still ready: the last good key set keeps serving');
   t.equal((await call(`${running.url}/api/a`, { headers: bearer(token) })).status, 200, 'and tokens still verify');
 });
+
+t.test('one issuer, two providers: a token for both audiences passes a route of either provider', async (t) => {
+  const clock = newClock();
+  const up = await startUpstream();
+  const provider = (name: string) =>
+    `      - { name: ${name}, issuer: "https://auth.example.com/", audience: [${name}], algorithms: [HS256], secret: "\${JWT_SECRET}", claims: { tenant: org_id } }`;
+  const auth = `  jwt:\n    providers:\n${provider('web')}\n${provider('mobile')}`;
+  const routes = '  - name: m\n    match: { path: /mobile/** }\n    auth: [mobile]\n  - name: w\n    match: { path: /web/** }\n    auth: [web]';
+  const gh = await startGatehouse(configYaml({ auth, routes }), { UPSTREAM: up.url, JWT_SECRET: HS_SECRET }, { clock });
+  t.teardown(async () => {
+    await gh.close();
+    await up.close();
+  });
+  const token = (aud: string[]) => sign(hsKey(), clock, { iss: 'https://auth.example.com/', aud, org_id: 'acme' });
+  const both = await token(['web', 'mobile']);
+  for (const path of ['/web/x', '/mobile/x', '/web/x', '/mobile/x']) {
+    const answer = await call(`${gh.url}${path}`, { headers: { authorization: `Bearer ${both}` } });
+    t.equal(answer.status, 200, path);
+    t.equal(up.requests.at(-1)?.headers['x-auth-key-id'], path.slice(1, -2), `${path}: the identity of the route's provider`);
+  }
+  assertRefused(t, await call(`${gh.url}/web/x`, { headers: { authorization: `Bearer ${await token(['mobile'])}` } }), 'invalid_token');
+});
