@@ -58,6 +58,11 @@ export class Gateway {
    * turn a request still being admitted into a 502).
    */
   private readonly planUsers = new Map<Plan, number>();
+  /**
+   * Client sockets of Upgrade requests, from arrival until they close. node:http hands them over at the upgrade
+   * and closeAllConnections() no longer reaches them, so shutdown has to cut an open tunnel itself.
+   */
+  private readonly upgrades = new Set<Socket>();
 
   constructor(config: GatehouseConfig, options: GatewayOptions = {}) {
     const clock = options.clock ?? systemClock;
@@ -79,6 +84,11 @@ export class Gateway {
     });
     this.server.on('request', (req, res) => this.onRequest(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      this.upgrades.add(socket);
+      socket.once('close', () => {
+        this.upgrades.delete(socket);
+        if (this.draining) this.drained?.();
+      });
       if (this.draining) return rejectOnSocket(socket, new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining'));
       handleUpgrade(this.current, req, socket, head);
     });
@@ -158,7 +168,8 @@ export class Gateway {
   }
 
   /**
-   * Stops accepting, lets in-flight requests finish (up to shutdownTimeout), then closes everything.
+   * Stops accepting, lets in-flight requests finish and open tunnels close (up to shutdownTimeout), then closes
+   * everything: a request or tunnel still running is cut off.
    * Idempotent: a second call (another signal, an owner's cleanup) waits for the first instead of
    * closing the upstream pools again, which undici rejects.
    */
@@ -170,14 +181,18 @@ export class Gateway {
     this.draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
-    if (this.inFlight > 0) {
+    if (this.inFlight > 0 || this.upgrades.size > 0) {
       const timeout = this.current.config.server.shutdownTimeoutMs;
       await new Promise<void>((resolve) => {
-        this.drained = resolve;
+        // Called whenever a request ends or an upgrade socket closes.
+        this.drained = () => {
+          if (this.inFlight === 0 && this.upgrades.size === 0) resolve();
+        };
         setTimeout(resolve, timeout).unref();
       });
     }
     this.server.closeAllConnections();
+    for (const socket of this.upgrades) socket.destroy();
     await closed;
     if (this.admin?.listening) await new Promise<void>((resolve) => this.admin!.close(() => resolve()));
     await retirePlans(this.livePlans(), []);

@@ -1,10 +1,12 @@
 // Graceful shutdown in-process (Gateway.close) and as a process (SIGTERM), and the CLI's exit codes.
 import t from 'tap';
 import { connect } from 'node:net';
-import { call, configYaml, startGatehouse, startUpstream, writeTempFile, type Upstream } from '../support/harness.js';
+import { call, configYaml, raw, startGatehouse, startUpstream, writeTempFile, type Upstream } from '../support/harness.js';
 import { spawn } from 'node:child_process';
 import { CLI, ensureBuilt, serveCli, type CliRun } from '../support/built-cli.js';
 import { until } from '../support/until.js';
+import { startWsEchoUpstream, wsConnect } from '../support/websocket.js';
+import type { BucketRequest, Decision, RateLimitStore } from '../../src/rate-limit/store.js';
 
 let upstream: Upstream;
 let hangsCancelled = 0;
@@ -96,6 +98,76 @@ t.test('a client that disconnects cancels its upstream request', async (t) => {
   t.match(gw.logs.find((l) => l.path === '/hang'), { status: 499, reason: 'client_closed' });
 });
 
+t.test('close() gives an open WebSocket tunnel up to shutdownTimeout, then cuts it off and resolves', async (t) => {
+  const ws = await startWsEchoUpstream();
+  t.teardown(() => ws.close());
+  const gw = await startGatehouse(configYaml({ server: '  shutdownTimeout: 300ms\n' }), { UPSTREAM: ws.url });
+  const client = await wsConnect(gw.port, '/chat');
+  // Before the fix close() never resolved; ending the test's own socket lets the gateway go.
+  t.teardown(() => client.socket.destroy());
+  t.equal(client.status, 101);
+  const server = await ws.nextConnection();
+  t.equal(await client.inbox.next(), 'hello /chat');
+  const started = Date.now();
+  let took: number | null = null;
+  void gw.close().then(() => (took = Date.now() - started));
+  client.send('still there');
+  t.equal(await client.inbox.next(), 'echo:still there', 'the tunnel carries data while gatehouse drains');
+  t.equal(took, null, 'close() waits for the open tunnel');
+  await until(() => took !== null, 3000, 'close() resolved');
+  t.ok(took! >= 290 && took! < 2000, `close() resolved after ${took} ms (shutdownTimeout 300ms)`);
+  let clientClosed = false;
+  let serverClosed = false;
+  void client.closed.then(() => (clientClosed = true));
+  void server.closed.then(() => (serverClosed = true));
+  await until(() => clientClosed, 1000, 'the client socket is closed');
+  await until(() => serverClosed, 1000, 'the upstream side of the tunnel is closed');
+  t.pass('both ends of the tunnel are closed');
+});
+
+t.test('close() resolves as soon as the last open tunnel closes, without waiting for shutdownTimeout', async (t) => {
+  const ws = await startWsEchoUpstream();
+  t.teardown(() => ws.close());
+  const gw = await startGatehouse(configYaml({ server: '  shutdownTimeout: 10s\n' }), { UPSTREAM: ws.url });
+  const client = await wsConnect(gw.port, '/chat');
+  t.teardown(() => client.socket.destroy());
+  t.equal(await client.inbox.next(), 'hello /chat');
+  const started = Date.now();
+  let took: number | null = null;
+  void gw.close().then(() => (took = Date.now() - started));
+  t.equal(took, null);
+  client.close();
+  await until(() => took !== null, 3000, 'close() resolved');
+  t.ok(took! < 2000, `close() resolved ${took} ms after the client closed its tunnel (shutdownTimeout 10s)`);
+});
+
+t.test('an upgrade still being admitted when shutdown cuts it off never opens its upstream connection', async (t) => {
+  // A store that holds every decision until told: the upgrade stays in admission past shutdownTimeout.
+  const held: Array<() => void> = [];
+  const store: RateLimitStore = {
+    consume: (buckets: readonly BucketRequest[]) =>
+      new Promise<Decision>((resolve) => held.push(() => resolve({ allowed: true, buckets: buckets.map(() => ({ remaining: 1, resetMs: 0, retryAfterMs: 0 })) }))),
+    ready: () => true,
+    close: async () => undefined,
+  };
+  const ws = await startWsEchoUpstream();
+  t.teardown(() => ws.close());
+  const yaml = configYaml({
+    server: '  shutdownTimeout: 100ms\n',
+    rateLimit: '  policies:\n    p: { limit: 5, window: 1m, by: ip }',
+    routes: '  - { name: held, match: { path: /** }, auth: none, rateLimit: [p] }',
+  });
+  const gw = await startGatehouse(yaml, { UPSTREAM: ws.url }, { store });
+  const answer = raw(gw.port, 'GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+  await until(() => held.length === 1, 2000, 'the upgrade waits for its rate-limit decision');
+  await gw.close();
+  t.equal(await answer, '', 'the client socket is cut off without an answer');
+  held[0]();
+  await until(() => gw.logs.some((l) => l.path === '/chat'), 1000, 'the cut-off upgrade is logged');
+  t.match(gw.logs.find((l) => l.path === '/chat'), { status: 499, reason: 'client_closed' });
+  t.equal(ws.connections.length, 0, 'the upstream never saw the upgrade');
+});
+
 t.test('close() twice resolves both times', async (t) => {
   const gw = await startGatehouse(configYaml(), { UPSTREAM: upstream.url });
   await Promise.all([gw.close(), gw.close()]);
@@ -118,6 +190,27 @@ t.test('the CLI', async (t) => {
     t.equal(answer.status, 200);
     t.equal(answer.text, 'finally');
     t.equal(await code, 0);
+  });
+
+  t.test('serve exits 0 on SIGTERM within shutdownTimeout while a WebSocket tunnel stays open', async (t) => {
+    const ws = await startWsEchoUpstream();
+    t.teardown(() => ws.close());
+    const config = writeTempFile('gatehouse.yaml', configYaml({ server: '  host: 127.0.0.1\n  shutdownTimeout: 300ms\n' }));
+    const child = await serveCli(config, { UPSTREAM: ws.url });
+    t.teardown(() => child.child.kill('SIGKILL'));
+    const client = await wsConnect(child.port, '/chat');
+    t.teardown(() => client.socket.destroy());
+    t.equal(client.status, 101);
+    t.equal(await client.inbox.next(), 'hello /chat');
+    const started = Date.now();
+    let code: number | null | undefined = undefined;
+    void child.stop().then((c) => (code = c));
+    await until(() => code !== undefined, 5000, 'the process exited');
+    t.equal(code, 0);
+    t.ok(Date.now() - started < 3000, `exited ${Date.now() - started} ms after SIGTERM (shutdownTimeout 300ms)`);
+    let clientClosed = false;
+    void client.closed.then(() => (clientClosed = true));
+    await until(() => clientClosed, 1000, 'the client socket is closed');
   });
 
   t.test('check exits 0 with a summary, 1 with every error as FILE:LINE:COL, 2 on a usage error', async (t) => {

@@ -103,6 +103,36 @@ t.test('?access_token= authenticates an upgrade and never reaches the upstream; 
   t.notOk(gh.rawLogs.some((l) => l.includes(KEY)), 'the token is in no log line');
 });
 
+t.test('?access_token= is cut out of the query text: every other byte reaches the upstream as the client sent it', async (t) => {
+  const K = encodeURIComponent(KEY);
+  const cases: Array<[query: string, forwarded: string]> = [
+    [`?q=a%20b&flag&access_token=${K}&t=%7E`, '?q=a%20b&flag&t=%7E'],
+    [`?access_token=${K}&b=2&a=1+1`, '?b=2&a=1+1'],
+    [`?x=&y=%41&access_token=${K}`, '?x=&y=%41'],
+    [`?access_token=${K}`, ''],
+    [`?a=1&&access_token=${K}&&b=2`, '?a=1&&&b=2'],
+    [`?access_token=${K}&`, ''],
+    [`?a=1&access_token=${K}&a=1`, '?a=1&a=1'],
+    // The token value is percent-decoded (%2D is '-').
+    [`?n=1&access_token=${KEY.replace(/-/g, '%2D')}`, '?n=1'],
+  ];
+  for (const [query, forwarded] of cases) {
+    const client = await wsConnect(gh.port, `/ws/q${query}`);
+    t.teardown(() => client.socket.destroy());
+    t.equal(client.status, 101, query);
+    t.equal((await upstream.nextConnection()).url, `/ws/q${forwarded}`, query);
+  }
+  t.notOk(gh.rawLogs.some((l) => l.includes(KEY)), 'the token is in no log line');
+});
+
+t.test('two access_token parameters are two credentials: 400', async (t) => {
+  const before = upstream.connections.length;
+  const refused = await wsConnect(gh.port, `/ws/q?access_token=${KEY}&a=1&access_token=${KEY}`);
+  t.equal(refused.status, 400);
+  t.match(JSON.parse(refused.body), { error: 'bad_request', message: /exactly one credential/ });
+  t.equal(upstream.connections.length, before);
+});
+
 t.test('?access_token= is not a credential on a plain HTTP request', async (t) => {
   const answer = await call(`${gh.url}/ws/room?access_token=${encodeURIComponent(KEY)}`);
   t.equal(answer.status, 401);

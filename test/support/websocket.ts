@@ -108,9 +108,10 @@ export interface WsUpstream {
 
 /**
  * A WebSocket upstream: completes the handshake, greets with `hello <path>`, and answers every text
- * message `m` with `echo:m`. Plain HTTP requests get 426.
+ * message `m` with `echo:m`. Plain HTTP requests get 426. `handshakeHeaders` are added to its 101
+ * (`Name: value` lines), to see what reaches the client.
  */
-export async function startWsEchoUpstream(): Promise<WsUpstream> {
+export async function startWsEchoUpstream(options: { handshakeHeaders?: string[] } = {}): Promise<WsUpstream> {
   const connections: UpstreamConnection[] = [];
   const sockets = new Set<Socket>();
   let taken = 0;
@@ -126,7 +127,8 @@ export async function startWsEchoUpstream(): Promise<WsUpstream> {
       socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       return;
     }
-    socket.write(['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptKey(key)}`, '', ''].join('\r\n'));
+    const handshake = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptKey(key)}`];
+    socket.write([...handshake, ...(options.handshakeHeaders ?? []), '', ''].join('\r\n'));
     const inbox = new Inbox();
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     const send = (text: string) => socket.write(frame(TEXT, Buffer.from(text), false));
@@ -180,8 +182,10 @@ export async function startWsEchoUpstream(): Promise<WsUpstream> {
 export interface Handshake {
   /** Status of the answer to the upgrade request (101 when it was accepted). */
   readonly status: number;
-  /** Answer headers, names lowercased. */
+  /** Answer headers, names lowercased (the last one of a repeated name). */
   readonly headers: Record<string, string>;
+  /** The status line and header lines exactly as received, to count repeated names. */
+  readonly head: string;
   /** The body of a refusal (read until the server closed); '' after a 101. */
   readonly body: string;
   readonly socket: Socket;
@@ -192,7 +196,10 @@ export interface Handshake {
   close(): void;
 }
 
-/** Sends a WebSocket upgrade request for `path` with `headers` and reads the handshake answer. */
+/**
+ * Sends a WebSocket upgrade request for `path` with `headers` and reads the handshake answer. An `Upgrade`
+ * entry in `headers` replaces the default `Upgrade: websocket`; other entries are added.
+ */
 export function wsConnect(port: number, path: string, headers: Record<string, string> = {}, timeoutMs = 3000): Promise<Handshake> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
@@ -200,7 +207,7 @@ export function wsConnect(port: number, path: string, headers: Record<string, st
     const inbox = new Inbox();
     const closed = new Promise<void>((r) => socket.once('close', () => r()));
     let buffered = Buffer.alloc(0);
-    let handshake: { status: number; headers: Record<string, string>; bodyStart: Buffer } | null = null;
+    let handshake: { status: number; headers: Record<string, string>; head: string; bodyStart: Buffer } | null = null;
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`no complete handshake answer within ${timeoutMs} ms: ${buffered.toString('latin1')}`));
@@ -210,9 +217,10 @@ export function wsConnect(port: number, path: string, headers: Record<string, st
       if (f.opcode === TEXT) inbox.push(f.payload.toString());
       else if (f.opcode === CLOSE) socket.end();
     });
-    const api = (status: number, h: Record<string, string>, body: string): Handshake => ({
+    const api = (status: number, h: Record<string, string>, head: string, body: string): Handshake => ({
       status,
       headers: h,
+      head,
       body,
       socket,
       inbox,
@@ -228,21 +236,22 @@ export function wsConnect(port: number, path: string, headers: Record<string, st
       if (handshake) return;
       const end = buffered.indexOf('\r\n\r\n');
       if (end === -1) return;
-      const lines = buffered.subarray(0, end).toString('latin1').split('\r\n');
+      const head = buffered.subarray(0, end).toString('latin1');
+      const lines = head.split('\r\n');
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(lines[0])?.[1] ?? 0);
       const h: Record<string, string> = {};
       for (const line of lines.slice(1)) {
         const colon = line.indexOf(':');
         h[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
       }
-      handshake = { status, headers: h, bodyStart: buffered.subarray(end + 4) };
+      handshake = { status, headers: h, head, bodyStart: buffered.subarray(end + 4) };
       if (status === 101) {
         clearTimeout(timer);
         if (h['sec-websocket-accept'] !== acceptKey(key)) {
           socket.destroy();
           return reject(new Error(`bad Sec-WebSocket-Accept ${h['sec-websocket-accept']}`));
         }
-        resolve(api(status, h, ''));
+        resolve(api(status, h, head, ''));
         if (handshake.bodyStart.length) read(handshake.bodyStart);
       }
     });
@@ -251,16 +260,20 @@ export function wsConnect(port: number, path: string, headers: Record<string, st
       if (!handshake || handshake.status === 101) return;
       clearTimeout(timer);
       const end = buffered.indexOf('\r\n\r\n');
-      resolve(api(handshake.status, handshake.headers, buffered.subarray(end + 4).toString('utf8')));
+      resolve(api(handshake.status, handshake.headers, handshake.head, buffered.subarray(end + 4).toString('utf8')));
     });
+    const isUpgrade = (name: string) => name.toLowerCase() === 'upgrade';
+    const upgrade = Object.entries(headers).find(([n]) => isUpgrade(n))?.[1] ?? 'websocket';
     const request = [
       `GET ${path} HTTP/1.1`,
       `Host: 127.0.0.1:${port}`,
-      'Upgrade: websocket',
+      `Upgrade: ${upgrade}`,
       'Connection: Upgrade',
       `Sec-WebSocket-Key: ${key}`,
       'Sec-WebSocket-Version: 13',
-      ...Object.entries(headers).map(([n, v]) => `${n}: ${v}`),
+      ...Object.entries(headers)
+        .filter(([n]) => !isUpgrade(n))
+        .map(([n, v]) => `${n}: ${v}`),
       '',
       '',
     ];
