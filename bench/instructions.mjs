@@ -6,7 +6,8 @@
 // (C=1 by default; C=N for N concurrent), dumps, and prints instructions per request for the main thread
 // (JavaScript, node, undici, syscall entry) and for all threads (adds V8's background GC and compiler,
 // which valgrind's slowness makes start at other moments than a real run: compare main-thread figures).
-// SCENARIO: 2 (bare undici proxy), 3 (auth none), 4 (JWT, one token), 6 (API key). Takes ~1.5 min.
+// SCENARIO: 2 (bare undici proxy), 2h (the same sending the headers of 4), 3 (auth none), 4 (JWT, one token),
+// 6 (API key). Takes ~1.5 min.
 // GATEHOUSE_CLI=/path/to/dist/cli.js measures another build.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -24,8 +25,8 @@ const WARM = Number(process.env.WARM ?? 3000);
 const C = Number(process.env.C ?? 1);
 const here = dirname(fileURLToPath(import.meta.url));
 
-if (!['2', '3', '4', '6'].includes(scenario)) {
-  console.error('scenario must be 2, 3, 4 or 6');
+if (!['2', '2h', '3', '4', '6'].includes(scenario)) {
+  console.error('scenario must be 2, 2h, 3, 4 or 6');
   process.exit(2);
 }
 for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate']) {
@@ -46,9 +47,9 @@ try {
   const headers = scenario === '6' ? { 'x-api-key': keys[0] } : scenario === '4' ? { authorization: `Bearer ${token}` } : {};
   const port = await freePort();
   const adminPort = await freePort();
-  const config = writeConfig(work, 'c', { port, adminPort, upstreamUrl: upstream.url, auth: scenario === '2' || scenario === '3' ? 'none' : 'full', keyEntries: entries });
+  const config = writeConfig(work, 'c', { port, adminPort, upstreamUrl: upstream.url, auth: scenario === '2' || scenario === '2h' || scenario === '3' ? 'none' : 'full', keyEntries: entries });
   const out = join(work, 'callgrind.out');
-  const server = scenario === '2' ? [join(here, 'bare-proxy.mjs'), String(port), upstream.url] : [GATEHOUSE_CLI, 'serve', '--config', config];
+  const server = scenario.startsWith('2') ? [join(here, 'bare-proxy.mjs'), String(port), upstream.url, scenario === '2h' ? 'headers' : 'dispatch'] : [GATEHOUSE_CLI, 'serve', '--config', config];
   const valgrind = ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, '--smc-check=all-non-file', process.execPath, ...server];
   child = layout.pinned ? spawn('taskset', ['-c', layout.server, ...valgrind], { stdio: 'ignore' }) : spawn(valgrind[0], valgrind.slice(1), { stdio: 'ignore' });
   await waitForPort(port, child, 120_000);

@@ -59,6 +59,12 @@ export function formatTable(summary, { notes = [], loadBefore, loadAfter } = {})
     const vsStream = summary.filter((s) => /^[3-8]$/.test(s.id)).map((s) => `(${s.id}) ${fmt(s.rps / stream.rps, 2)}x`);
     if (vsStream.length) out.push(`  ${vsStream.join('  ')}`);
   }
+  const contract = summary.find((s) => s.id === '2h');
+  if (contract) {
+    out.push(`header contract: the bare proxy sending gatehouse's headers of 4 (2h / 2) = ${fmt(contract.ratioToBare, 2)}x req/s: the most any proxy keeping SPEC's headers gets; against 2h, gatehouse reaches:`);
+    const vsContract = summary.filter((s) => /^[4-8]$/.test(s.id)).map((s) => `(${s.id}) ${fmt(s.rps / contract.rps, 2)}x`);
+    if (vsContract.length) out.push(`  ${vsContract.join('  ')}`);
+  }
   for (const t of checkTargets(summary)) out.push(`target ${t.text}`);
   if (loadBefore) out.push(`load average before ${loadBefore.join(' ')}, after ${loadAfter?.join(' ') ?? '?'}`);
   for (const n of notes) out.push(`note: ${n}`);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// gatehouse throughput benchmark (`npm run bench`): the upstream alone, two bare Node proxies, and gatehouse
+// gatehouse throughput benchmark (`npm run bench`): the upstream alone, four bare Node proxies, and gatehouse
 // in five configurations, each its own process, measured with wrk and compared with the bare undici proxy.
 //
 // CPU layout (2+ cores and taskset): core 0 runs wrk, the shared upstream, redis and this runner;
@@ -74,6 +74,7 @@ async function main() {
     { id: '1', label: 'upstream direct', start: (port) => startUpstream(port, layout.server), script: staticScript(work, 's1', BENCH_PATH, {}), check: {} },
     { id: '2', label: 'bare undici proxy (dispatch)', start: (port) => startBareProxy(port, upstream.url), script: staticScript(work, 's2', BENCH_PATH, {}), check: {} },
     { id: '2s', label: 'bare undici proxy (Pool.stream)', start: (port) => startBareProxy(port, upstream.url, [], 'stream'), script: staticScript(work, 's2s', BENCH_PATH, {}), check: {} },
+    { id: '2h', label: 'bare undici proxy + the headers of 4', start: (port) => startBareProxy(port, upstream.url, [], 'headers'), script: staticScript(work, 's2h', BENCH_PATH, {}), check: {}, injects: true },
     { id: '2b', label: 'bare http-proxy-3 proxy', start: (port) => startHttpProxy3(port, upstream.url), script: staticScript(work, 's2b', BENCH_PATH, {}), check: {} },
     { id: '3', label: 'gatehouse auth: none', start: gatehouse('s3', { auth: 'none' }), script: staticScript(work, 's3', BENCH_PATH, {}), check: {}, gatehouse: true },
     { id: '4', label: 'gatehouse JWT, 1 token', start: gatehouse('s4', { auth: 'full' }), script: staticScript(work, 's4', BENCH_PATH, bearer), check: bearer, gatehouse: true, auth: true },
@@ -212,7 +213,7 @@ async function precheck(s, server) {
   const res = await request(`${server.url}${BENCH_PATH}/__echo`, { headers: s.check });
   const body = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`scenario ${s.id}: pre-check got ${res.statusCode}: ${body}`);
-  if (s.auth) {
+  if (s.auth || s.injects) {
     const seen = JSON.parse(body);
     if (!seen['x-auth-subject'] || seen.authorization || seen['x-api-key']) throw new Error(`scenario ${s.id}: identity not injected or credential forwarded: ${body}`);
   }
