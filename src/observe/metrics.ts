@@ -3,8 +3,8 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LatencyHistogram } from './latency-histogram.js';
 
 /**
- * Counts of the two series touched on every request are kept in plain maps and handed to prom-client only when
- * /metrics is scraped: its labelled inc() hashes the label object on each call, which showed in the profile.
+ * Counts of the series touched on every request are kept in plain fields and maps and handed to prom-client only
+ * when /metrics is scraped: its inc() hashes the label object on each call, which showed in the profile.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -71,10 +71,15 @@ export class Metrics {
       this.verifiedTokenCache.inc({ result: 'miss' }, this.tokenCacheCounts.miss);
     },
   });
-  readonly inFlight = new Gauge({
+  /** Requests being handled; the gateway counts, the gauge reads it when scraped. */
+  requestsInFlight = 0;
+  readonly inFlight: Gauge = new Gauge({
     name: 'gatehouse_requests_in_flight',
     help: 'Requests being handled',
     registers: [this.registry],
+    collect: () => {
+      this.inFlight.set(this.requestsInFlight);
+    },
   });
 
   constructor(options: { defaults?: boolean } = {}) {

@@ -78,6 +78,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | null = null;
   private clientGone = false;
   private settled = false;
+  /** Whether a 'drain' listener was ever added (backpressure), so settle() removes it only then. */
+  private paused = false;
   private readonly onClose = () => {
     if (this.settled || this.res.writableFinished) return;
     this.clientGone = true;
@@ -95,7 +97,9 @@ class Forwarding implements Dispatcher.DispatchHandler {
   ) {
     // A client that goes away (or is cut off by a shutdown) must not leave its upstream request running
     // until the upstream timeout: that holds a pool connection and makes a graceful shutdown wait for it.
-    res.once('close', this.onClose);
+    // `on`, never removed: every response emits 'close' once, at its end; a settled one is ignored, which costs
+    // less than once()'s wrapper and a removeListener on every request.
+    res.on('close', this.onClose);
     if (res.destroyed) this.onClose();
   }
 
@@ -122,6 +126,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.res.write(chunk)) {
       controller.pause();
+      this.paused = true;
       this.res.once('drain', this.onDrain);
     }
   }
@@ -151,8 +156,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
 
   private settle(): void {
     this.settled = true;
-    this.res.off('close', this.onClose);
-    this.res.off('drain', this.onDrain);
+    if (this.paused) this.res.off('drain', this.onDrain);
   }
 }
 

@@ -15,7 +15,8 @@ import { rateLimit } from './rate-limit.js';
 import { respondIdentity } from './respond-identity.js';
 import { isValidRequestId, sanitizeHeaders } from './sanitize-headers.js';
 
-export async function handleRequest(plan: Plan, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** `done` runs once the request is answered and logged, whatever happened (the gateway's in-flight accounting). */
+export async function handleRequest(plan: Plan, req: IncomingMessage, res: ServerResponse, done: (plan: Plan) => void): Promise<void> {
   const ex = new Exchange(plan, req, res, performance.now());
   try {
     const admitting = admit(ex);
@@ -25,7 +26,11 @@ export async function handleRequest(plan: Plan, req: IncomingMessage, res: Serve
   } catch (err) {
     fail(ex, err);
   }
-  logAccess(ex);
+  try {
+    logAccess(ex);
+  } finally {
+    done(plan);
+  }
 }
 
 /**

@@ -590,3 +590,14 @@ t.test('the access log line has the SPEC section 8 fields and never a credential
     t.notOk(everything.includes(secret), 'no credential, and no key hash, in any log line');
   }
 });
+
+t.test('gatehouse_requests_in_flight counts the requests being handled when /metrics is scraped', async (t) => {
+  const own = await startGatehouse(configYaml({ auth: AUTH, routes: ROUTES, admin: true }), { UPSTREAM: upstream.url });
+  t.teardown(() => own.close());
+  const gauge = async () => Number(/^gatehouse_requests_in_flight (\d+)$/m.exec((await call(`${own.adminUrl}/metrics`)).text)?.[1]);
+  t.equal(await gauge(), 0, 'idle');
+  const slow = [call(`${own.url}/open/slow`), call(`${own.url}/open/slow`)];
+  await until(async () => (await gauge()) === 2, 2000, 'two slow requests in flight');
+  await Promise.all(slow);
+  t.equal(await gauge(), 0, 'both answered');
+});
