@@ -272,28 +272,30 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     return identity;
   }
 
+  /** Provider names by provider, of every provider sharing its issuer (config order). */
+  const sameIssuer = new Map(compiled.map((c, i) => [c.name, byIssuer.get(providers[i].issuer)!.map((p) => p.name)]));
+
   /**
-   * The token's identity is from a provider the route does not take. Providers sharing its issuer that the route
-   * does take get their own try (one IdP, two audiences: a token for both passes a route of either). Not cached:
-   * the cache keeps the identity in config order. Without such a provider the identity stands, and is refused.
+   * The token's identity (config order) is from a provider the route does not take. Providers sharing its issuer
+   * that the route does take get their own try (one IdP, two audiences: a token for both passes a route of
+   * either); such an identity is cached apart, under the token and its provider, so the config-order entry stays.
+   * Without such a provider, or when none of them accepts the token, the identity stands and the route refuses it.
    */
-  async function verifyForRoute(token: string, accepted: ReadonlySet<string>, identity: Identity): Promise<Identity> {
-    try {
-      return await verify(token, accepted);
-    } catch {
-      return identity;
+  function forRoute(token: string, key: string, accepted: ReadonlySet<string> | null, identity: Identity): Identity | Promise<Identity> {
+    if (accepted === null || accepted.has(identity.keyId)) return identity;
+    const others = sameIssuer.get(identity.keyId)?.filter((name) => accepted.has(name)) ?? [];
+    if (others.length === 0) return identity;
+    for (const name of others) {
+      const hit = cache?.get(`${key} ${name}`);
+      if (hit && hit.validUntil > clock.now()) return hit.identity;
     }
-  }
-
-  /** Whether another provider of the same issuer than the identity's is accepted: only then is a second try worth it. */
-  const sharesIssuer = new Map(compiled.map((c, i) => [c.name, byIssuer.get(providers[i].issuer)!.map((p) => p.name)]));
-  function otherAccepted(identity: Identity, accepted: ReadonlySet<string>): boolean {
-    return sharesIssuer.get(identity.keyId)?.some((name) => accepted.has(name)) ?? false;
-  }
-
-  function forRoute(token: string, accepted: ReadonlySet<string> | null, identity: Identity): Identity | Promise<Identity> {
-    if (accepted === null || accepted.has(identity.keyId) || !otherAccepted(identity, accepted)) return identity;
-    return verifyForRoute(token, accepted, identity);
+    return verify(token, accepted).then(
+      (own) => {
+        if (cache) remember(`${key} ${own.keyId}`, own);
+        return own;
+      },
+      () => identity,
+    );
   }
 
   return {
@@ -307,12 +309,12 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
       // The injected clock decides expiry (not lru-cache's TTL, which runs on the real one), so it agrees with jose.
       if (hit && hit.validUntil > clock.now()) {
         metrics?.countTokenCache('hit');
-        return forRoute(token, accepted, hit.identity);
+        return forRoute(token, key, accepted, hit.identity);
       }
       if (hit) cache?.delete(key);
       if (cache) metrics?.countTokenCache('miss');
       const verified = verifyAndRemember(token, key);
-      return accepted === null ? verified : verified.then((identity) => forRoute(token, accepted, identity));
+      return accepted === null ? verified : verified.then((identity) => forRoute(token, key, accepted, identity));
     },
     ready: () => compiled.every((c) => c.jwks === null || c.jwks.ready()),
     async whenLoaded(): Promise<void> {
