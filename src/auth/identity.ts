@@ -15,3 +15,22 @@ export interface Identity {
   /** The verified JWT payload (for claimHeaders); null for API keys. */
   readonly claims: Readonly<Record<string, unknown>> | null;
 }
+
+/**
+ * Identity values become header values (identity.headers). An upstream must read back exactly what gatehouse
+ * decided on: visible ASCII with inner spaces or tabs, never a control character (header injection), non-ASCII
+ * text (no single reading in HTTP/1.1) or whitespace at either end (parsers trim it, so `alice ` would reach
+ * the upstream as `alice`, another caller). Every authenticator refuses other values when it builds an Identity.
+ */
+const HEADER_VALUE = /^[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?$/;
+/** A scope is one token of a space-separated list: visible ASCII, no whitespace at all. */
+const SCOPE = /^[\x21-\x7e]+$/;
+
+/** Which identity field cannot be sent as it is (see HEADER_VALUE), or null when all can. */
+export function unsafeIdentityField(v: { tenant: string; subject: string; role: string | null; scopes: readonly string[] }): string | null {
+  if (!HEADER_VALUE.test(v.tenant)) return 'tenant';
+  if (!HEADER_VALUE.test(v.subject)) return 'subject';
+  if (v.role !== null && !HEADER_VALUE.test(v.role)) return 'role';
+  if (!v.scopes.every((s) => SCOPE.test(s))) return 'scopes';
+  return null;
+}

@@ -1,7 +1,7 @@
 // Turns a verified JWT payload into an Identity, following the provider's claims mapping.
 import type { JWTPayload } from 'jose';
 import type { ClaimsMapping, JwtProviderConfig } from '../config/types.js';
-import type { Identity } from './identity.js';
+import { unsafeIdentityField, type Identity } from './identity.js';
 import { ProxyError } from '../http/errors.js';
 
 type Payload = Readonly<Record<string, unknown>>;
@@ -64,12 +64,16 @@ export function compileIdentityMapper(provider: JwtProviderConfig): IdentityMapp
       // Rate limits and audit lines key on the subject; an anonymous identity would merge callers.
       throw new ProxyError('invalid_token', 'the token does not name a subject', 'no_subject');
     }
+    const role = asIdentifier(read.role(payload));
+    const scopes = asScopes(read.scopes(payload));
+    const unsafe = unsafeIdentityField({ tenant, subject, role, scopes });
+    if (unsafe) throw new ProxyError('invalid_token', `the token's ${unsafe} holds characters not allowed in a header`, 'unsafe_identity_value');
     // The identity is cached and shared between requests, so nothing downstream may change it.
     return deepFreeze({
       tenant,
       subject,
-      role: asIdentifier(read.role(payload)),
-      scopes: asScopes(read.scopes(payload)),
+      role,
+      scopes,
       plan: asIdentifier(read.plan(payload)),
       method: 'jwt',
       keyId: provider.name,

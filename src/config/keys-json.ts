@@ -1,6 +1,7 @@
 // A fast path for large keys files written as JSON (valid YAML): the yaml package needs seconds and
 // gigabytes for 100,000 entries, JSON.parse a tenth of a second. Any doubt returns null, and the
 // caller falls back to the positioned YAML reader, which is the one that reports errors.
+import { unsafeIdentityField } from '../auth/identity.js';
 import type { ApiKeyEntry } from './types.js';
 import { HASH, NAME } from './validate-auth.js';
 
@@ -44,6 +45,7 @@ function plainEntry(item: unknown): ApiKeyEntry | null {
   if (!hash || !optionalText(subject) || subject === null || !optionalText(role) || !optionalText(plan)) return null;
   const scopeList = scopes === undefined || scopes === null ? [] : isText(scopes) ? [scopes] : scopes;
   if (!Array.isArray(scopeList) || !scopeList.every(isText)) return null;
+  if (unsafeIdentityField({ tenant, subject: subject ?? id, role: role ?? null, scopes: scopeList as string[] })) return null;
   if (access !== undefined && access !== null && access !== 'full' && access !== 'read-only') return null;
   if (disabled !== undefined && disabled !== null && typeof disabled !== 'boolean') return null;
   let expires: number | null = null;

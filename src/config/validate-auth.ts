@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve, dirname } from 'node:path';
 import { isScalar, type Node } from 'yaml';
+import { unsafeIdentityField } from '../auth/identity.js';
 import { validateProviderAlgorithms } from '../auth/jwt-algorithms.js';
 import { MapReader, readString, type ReadContext } from './reader.js';
 import type { ApiKeyEntry, ApiKeysConfig, FailedAuthConfig, IdentityConfig, JwtProviderConfig } from './types.js';
@@ -35,6 +36,8 @@ export function readJwt(cx: ReadContext, auth: MapReader, configFile: string): {
 
 function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtProviderConfig | undefined {
   const name = p.str('name');
+  // Sent as X-Auth-Key-Id for its tokens, like an API key id, and named in routes and metrics: the same rule.
+  if (name !== undefined && !NAME.test(name)) cx.issues.at(p.get('name'), `${p.keyPath('name')}: must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
   const issuer = p.str('issuer');
   const audience = p.strings('audience', undefined, true);
   const algorithms = p.strings('algorithms');
@@ -126,6 +129,11 @@ export function readKeyEntries(cx: ReadContext, items: Node[], path: string): Ap
     const subject = k.str('subject', id ?? '');
     const role = k.optionalStr('role');
     const scopes = k.strings('scopes', [], true);
+    if (tenant && subject !== undefined && role !== undefined && scopes) {
+      const unsafe = unsafeIdentityField({ tenant, subject, role, scopes });
+      const what = unsafe === 'scopes' ? 'each scope must be visible ASCII without spaces' : 'must be visible ASCII, without spaces at either end';
+      if (unsafe) cx.issues.at(k.get(unsafe), `${k.keyPath(unsafe)}: ${what} (it is sent as a header value)`);
+    }
     const access = k.oneOf('access', ['full', 'read-only'] as const, 'full');
     const plan = k.optionalStr('plan');
     const expiresAt = readTimestamp(cx, k.get('expiresAt'), k.keyPath('expiresAt'));

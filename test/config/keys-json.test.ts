@@ -47,6 +47,12 @@ t.test('doubtful JSON goes to the YAML reader, which refuses it with a position'
     ['bad expiry', { ...full, expiresAt: 'soon' }],
     ['scopes not strings', { ...full, scopes: [{ a: 1 }] }],
     ['an unset variable', { ...full, tenant: '${NOT_SET_ANYWHERE}' }],
+    // Identity values are sent as header values and must come back exactly: no control, non-ASCII or edge space.
+    ['a tenant with a trailing space', { ...full, tenant: 'acme ' }],
+    ['a subject with a leading tab', { ...full, subject: '\tsvc' }],
+    ['a role with a line break', { ...full, role: 'admin\r\nX-Auth-Role: root' }],
+    ['a non-ASCII subject', { ...full, subject: 'ålice' }],
+    ['a scope with a space', { ...full, scopes: ['reports:read admin'] }],
   ];
   for (const [name, entry] of bad) {
     const text = JSON.stringify({ keys: [entry] }, null, 2);

@@ -138,6 +138,19 @@ const cases: Case[] = [
     issues: ['8:9 auth.jwt.providers[0]: set exactly one of jwksUrl, jwksFile, publicKey, secret (found jwksUrl, jwksFile)'],
   },
   {
+    name: 'a provider name that cannot be an X-Auth-Key-Id value',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [HS256]\n        secret: ${SECRET}\n`).replace('name: a', 'name: my idp')}${ROUTE}`,
+    issues: ['8:15 auth.jwt.providers[0].name: must be 1-128 characters of A-Z a-z 0-9 . _ : -'],
+  },
+  {
+    name: 'API key identity values that cannot come back exactly from a header',
+    yaml: `version: 1\n${UP}auth:\n  apiKeys:\n    keys:\n      - { id: k1, hash: "sha256:${'a'.repeat(64)}", tenant: "acme ", subject: s }\n      - { id: k2, hash: "sha256:${'b'.repeat(64)}", tenant: acme, scopes: ["read write"] }\n${ROUTE}`,
+    issues: [
+      '8:108 auth.apiKeys.keys[0].tenant: must be visible ASCII, without spaces at either end (it is sent as a header value)',
+      '9:122 auth.apiKeys.keys[1].scopes: each scope must be visible ASCII without spaces (it is sent as a header value)',
+    ],
+  },
+  {
     name: 'two routes with one name',
     yaml: `version: 1\n${UP}routes:\n  - name: all\n    match: { path: /a }\n    auth: none\n  - name: all\n    match: { path: /b }\n    auth: none\n`,
     issues: ['9:11 routes[1].name: route "all" is defined twice'],

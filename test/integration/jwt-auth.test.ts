@@ -177,6 +177,11 @@ t.test('attacks and invalid tokens are refused with 401 and never reach the upst
     ['jku header pointing at an attacker key set', await signAs(otherEd, ISS.ed, {}, { header: { jku: 'http://127.0.0.1:1/jwks.json' } }), 'invalid_token', 'bad_signature'],
     ['no tenant claim and no defaultTenant', await signAs(rsa, ISS.rsa, { org_id: undefined }), 'invalid_token', 'no_tenant'],
     ['a CRLF in a claim that becomes a header (header injection)', await signAs(rsa, ISS.rsa, { org_id: 'acme\r\nX-Auth-Role: admin' }), 'invalid_token', 'unsafe_identity_value'],
+    // An upstream's parser trims the ends of a header value: `alice ` would arrive as alice, another caller.
+    ['a subject with a trailing space', await signAs(rsa, ISS.rsa, { sub: 'alice ' }), 'invalid_token', 'unsafe_identity_value'],
+    ['a tenant with a leading tab', await signAs(rsa, ISS.rsa, { org_id: '\tacme' }), 'invalid_token', 'unsafe_identity_value'],
+    ['a non-ASCII role', await signAs(rsa, ISS.rsa, { role: 'ädmin' }), 'invalid_token', 'unsafe_identity_value'],
+    ['a scope holding a space (one scope read as two upstream)', await signAs(rsa, ISS.rsa, { scope: ['reports:read admin'] }), 'invalid_token', 'unsafe_identity_value'],
     ['HS256 with the wrong secret', await sign({ ...hs, privateKey: new TextEncoder().encode('x'.repeat(40)) }, clock, { iss: ISS.hs }), 'invalid_token', 'bad_signature'],
   ];
   const before = upstream.requests.length;
