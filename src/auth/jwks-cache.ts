@@ -40,6 +40,11 @@ const DEFAULT_MAX_BYTES = 1024 * 1024;
 const MIN_RETRY_MS = 1_000;
 
 export class JwksKeySet {
+  /**
+   * Bumped whenever a load drops a key the previous set had (rotation's last step, or a compromised key pulled):
+   * tokens verified before then are verified again, not trusted from the verified-token cache until they expire.
+   */
+  generation = 0;
   private current: KeySnapshot | null = null;
   private inFlight: Promise<boolean> | null = null;
   private lastFetchStartedAt = Number.NEGATIVE_INFINITY;
@@ -117,6 +122,7 @@ export class JwksKeySet {
     let ok = false;
     try {
       const snapshot = this.parse(await this.read());
+      if (this.current && dropsAKey(this.current, snapshot)) this.generation++;
       this.current = snapshot;
       ok = true;
       metrics?.jwksFetches.inc({ provider, outcome: 'ok' });
@@ -204,6 +210,11 @@ export class JwksKeySet {
       throw new JwksLoadError('the JWKS is malformed');
     }
   }
+}
+
+function dropsAKey(before: KeySnapshot, after: KeySnapshot): boolean {
+  const kept = new Set(after.keys.map((k) => JSON.stringify(k)));
+  return before.keys.some((k) => !kept.has(JSON.stringify(k)));
 }
 
 function hasKid(snapshot: KeySnapshot, kid: string | undefined): boolean {

@@ -57,13 +57,19 @@ interface CompiledProvider {
   readonly getKey: JWTVerifyGetKey;
   readonly toIdentity: IdentityMapper;
   readonly jwks: JwksKeySet | null;
-  /** Longest a verified token is trusted from cache: a key dropped from the JWKS stops counting after one refresh. */
+  /**
+   * Longest a verified token is trusted from cache (one JWKS refresh period). A key dropped from the JWKS ends
+   * its tokens' entries at the refresh that drops it (JwksKeySet.generation).
+   */
   readonly cacheTtlMs: number;
 }
 
 interface CachedIdentity {
   readonly identity: Identity;
   readonly validUntil: number;
+  /** The provider's JWKS and its generation when the token was verified: a key dropped since ends the entry. */
+  readonly jwks: JwksKeySet | null;
+  readonly generation: number;
 }
 
 const DEFAULT_CACHE_SIZE = 10_000;
@@ -259,11 +265,18 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     throw firstError as ProxyError;
   }
 
-  const ttlByProvider = new Map(compiled.map((c) => [c.name, c.cacheTtlMs]));
+  const byName = new Map(compiled.map((c) => [c.name, c]));
   function remember(key: string, identity: Identity): void {
     const now = clock.now();
-    const validUntil = Math.min(identity.expiresAt ?? now, now + (ttlByProvider.get(identity.keyId) ?? 0));
-    if (cache && validUntil > now) cache.set(key, { identity, validUntil });
+    const provider = byName.get(identity.keyId);
+    const validUntil = Math.min(identity.expiresAt ?? now, now + (provider?.cacheTtlMs ?? 0));
+    const jwks = provider?.jwks ?? null;
+    if (cache && validUntil > now) cache.set(key, { identity, validUntil, jwks, generation: jwks?.generation ?? 0 });
+  }
+
+  /** A cache entry still to be trusted: within its time, and no key of its provider's JWKS dropped since. */
+  function fresh(hit: CachedIdentity | undefined): hit is CachedIdentity {
+    return hit !== undefined && hit.validUntil > clock.now() && (hit.jwks === null || hit.jwks.generation === hit.generation);
   }
 
   async function verifyAndRemember(token: string, key: string): Promise<Identity> {
@@ -287,7 +300,7 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     if (others.length === 0) return identity;
     for (const name of others) {
       const hit = cache?.get(`${key} ${name}`);
-      if (hit && hit.validUntil > clock.now()) return hit.identity;
+      if (fresh(hit)) return hit.identity;
     }
     return verify(token, accepted).then(
       (own) => {
@@ -307,7 +320,7 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
       const key = cache ? hash('sha256', token, 'base64url') : '';
       const hit = cache?.get(key);
       // The injected clock decides expiry (not lru-cache's TTL, which runs on the real one), so it agrees with jose.
-      if (hit && hit.validUntil > clock.now()) {
+      if (fresh(hit)) {
         metrics?.countTokenCache('hit');
         return forRoute(token, key, accepted, hit.identity);
       }

@@ -12,6 +12,7 @@ import { JwksServer, counterValue, eventually, makeKey, newClock, provider, sign
 
 const k1 = await makeKey('RS256', 'k1');
 const k2 = await makeKey('RS256', 'k2');
+const k3 = await makeKey('RS256', 'k3');
 const COOLDOWN = 10_000;
 
 interface Setup {
@@ -260,4 +261,56 @@ t.test('a reload takes over the JWKS of an unchanged provider: warm keys, no new
   server.mode = 'down';
   const identity = await auth(after, await sign(k1, clock));
   t.equal(identity.keyId, 'sso', 'the taken-over key set still verifies after the old authenticator closed');
+});
+
+t.test('a key dropped from the JWKS ends the cache entries of its tokens at the refresh that drops it', async (t) => {
+  const server = await JwksServer.start([k1.jwk, k2.jwk]);
+  const clock = newClock();
+  const a = createJwtAuthenticator([provider({ jwksUrl: server.url, jwksCooldownMs: COOLDOWN })], { clock, logger: silentLogger, jwksFetchTimeoutMs: 2000 });
+  t.teardown(async () => {
+    a.close();
+    await server.close();
+  });
+  await a.whenLoaded();
+  /** Whether the token is answered from the cache (directly); a verification it starts instead is let finish. */
+  const cached = (token: string) => {
+    const answer = a.authenticate({ kind: 'jwt', token });
+    if (!(answer instanceof Promise)) return true;
+    answer.catch(() => undefined);
+    return false;
+  };
+  const byK1 = await sign(k1, clock);
+  const byK2 = await sign(k2, clock);
+  t.ok(await auth(a, byK1));
+  t.ok(await auth(a, byK2));
+  t.ok(cached(byK1) && cached(byK2), 'both tokens: cache hits');
+  // Rotation: the issuer adds k3 and drops k1; the first k3 token after the cooldown makes gatehouse re-fetch.
+  server.publish([k2.jwk, k3.jwk]);
+  clock.advance(COOLDOWN);
+  t.ok(await auth(a, await sign(k3, clock)), 'k3 verifies after the re-fetch');
+  t.equal(server.requests, 2);
+  t.notOk(cached(byK1), 'the k1 token is no longer trusted from the cache');
+  t.match(await failure(a, byK1), { code: 'invalid_token', reason: 'unknown_kid' }, 'and is refused');
+  t.notOk(cached(byK2), 'the k2 token is verified again too (its provider dropped a key)');
+  t.ok(await auth(a, byK2), 'and admitted');
+  t.ok(cached(byK2), 'then cached again');
+});
+
+t.test('the key set generation moves only when a key is dropped', async (t) => {
+  const server = await JwksServer.start([k1.jwk]);
+  t.teardown(() => server.close());
+  const set = new JwksKeySet({ provider: 'sso', source: { kind: 'url', url: server.url }, cooldownMs: COOLDOWN, maxAgeMs: 600_000, clock: newClock(), logger: silentLogger });
+  t.teardown(() => set.close());
+  await set.whenLoaded();
+  const after = async (keys: typeof k1.jwk[]) => {
+    server.publish(keys);
+    t.equal(await set.refresh(), true);
+    return set.generation;
+  };
+  t.equal(set.generation, 0, 'first load');
+  t.equal(await after([k1.jwk]), 0, 'same keys');
+  t.equal(await after([k1.jwk, k2.jwk]), 0, 'a key added');
+  t.equal(await after([k2.jwk, k1.jwk]), 0, 'reordered');
+  t.equal(await after([k2.jwk]), 1, 'k1 dropped');
+  t.equal(await after([k3.jwk]), 2, 'k2 dropped');
 });
