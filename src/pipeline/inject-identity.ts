@@ -1,7 +1,6 @@
 // Stage: add the verified identity, forwarding headers and request id to the already-sanitized upstream headers.
 import type { Identity } from '../auth/identity.js';
 import { unmapped } from '../http/client-ip.js';
-import { ProxyError } from '../http/errors.js';
 import type { Exchange } from './exchange.js';
 import { removeHeaders } from './sanitize-headers.js';
 
