@@ -2,7 +2,7 @@
 import type { Identity } from '../auth/identity.js';
 import { unmapped } from '../http/client-ip.js';
 import type { Exchange } from './exchange.js';
-import { removeHeaders } from './sanitize-headers.js';
+import { CLIENT_ADDRESS_HEADERS, removeHeaders } from './sanitize-headers.js';
 
 /** Visible ASCII, space and tab: anything else could split or smuggle a header. */
 const SAFE_VALUE = /^[\t\x20-\x7e]*$/;
@@ -42,7 +42,7 @@ function identityHeaders(plan: Exchange['plan'], identity: Identity): readonly s
   return out.slice();
 }
 
-const FORWARDED = new Set(['forwarded']);
+const CLIENT_ADDRESS = new Set(CLIENT_ADDRESS_HEADERS);
 
 /**
  * Appends the injected headers to the sanitized list and returns it. None of them can be in the list already:
@@ -67,8 +67,8 @@ export function injectIdentity(ex: Exchange): string[] {
   }
   const peer = unmapped(ex.req.socket.remoteAddress ?? '');
   const trusted = plan.trustsPeer(peer);
-  // Forwarded is kept only when some proxy is trusted (sanitize-headers.ts); from any other peer it goes.
-  if (!trusted && plan.headers.trustProxy) removeHeaders(headers, FORWARDED);
+  // Forwarded, X-Real-IP and kin are kept only when some proxy is trusted (sanitize-headers.ts); from any other peer they go.
+  if (!trusted && incoming.clientAddress) removeHeaders(headers, CLIENT_ADDRESS);
   headers.push('x-forwarded-for', trusted && incoming.forwardedFor ? `${incoming.forwardedFor}, ${peer}` : peer);
   headers.push('x-forwarded-proto', (trusted && incoming.forwardedProto) || 'http');
   const host = (trusted && incoming.forwardedHost) || incoming.host;

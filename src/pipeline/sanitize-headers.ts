@@ -16,6 +16,8 @@ export enum HeaderKind {
   RequestId,
   Host,
   Upgrade,
+  /** A client-address header (X-Real-IP and kin) under trustProxy: kept only when the peer is a trusted proxy. */
+  ClientAddress,
 }
 
 interface Classified {
@@ -24,6 +26,20 @@ interface Classified {
 }
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'];
+/**
+ * Headers in which a proxy tells the next hop who the client is. Upstream frameworks and IP libraries read them
+ * before X-Forwarded-For (Go's chi RealIP, npm request-ip, Rails), so a client's own would override the
+ * address gatehouse sends: they are believed, like RFC 7239 Forwarded, only from a trusted proxy.
+ */
+export const CLIENT_ADDRESS_HEADERS: readonly string[] = [
+  'forwarded', 'x-real-ip', 'true-client-ip', 'x-client-ip', 'x-cluster-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-forwarded', 'forwarded-for',
+];
+/**
+ * Headers asking the upstream to run another method or path than the one gatehouse matched and authorized
+ * (method-override middleware; IIS and old Symfony routing by X-Original-URL): a read-only key could DELETE,
+ * a caller of a public route could reach an admin one. Never forwarded.
+ */
+const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'];
 const MAX_CACHED_NAMES = 4096;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -57,8 +73,9 @@ export class HeaderPlan {
     exact.set('x-forwarded-host', HeaderKind.ForwardedHost);
     exact.set('x-request-id', HeaderKind.RequestId);
     exact.set('host', HeaderKind.Host);
-    // RFC 7239 Forwarded is client-controlled unless the hop before us is trusted.
-    if (!trustProxy) exact.set('forwarded', HeaderKind.Drop);
+    for (const name of OVERRIDE_HEADERS) exact.set(name, HeaderKind.Drop);
+    // Client-controlled unless the hop before us is trusted; which peer that is, injectIdentity decides.
+    for (const name of CLIENT_ADDRESS_HEADERS) exact.set(name, trustProxy ? HeaderKind.ClientAddress : HeaderKind.Drop);
     this.exact = exact;
   }
 
@@ -93,6 +110,8 @@ export class SanitizedHeaders {
   requestId: string | undefined = undefined;
   host: string | undefined = undefined;
   upgrade: string | undefined = undefined;
+  /** Whether `headers` holds a client-address header (only under trustProxy), for injectIdentity to judge. */
+  clientAddress = false;
 }
 
 export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): SanitizedHeaders {
@@ -134,6 +153,10 @@ export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): Sanit
       case HeaderKind.Upgrade:
         out.upgrade = value;
         break;
+      case HeaderKind.ClientAddress:
+        out.headers.push(lower, value);
+        out.clientAddress = true;
+        break;
       default:
         break;
     }
@@ -141,7 +164,10 @@ export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): Sanit
   if (connectionTokens) {
     // Only headers that would otherwise be kept can be dropped this way; injected ones come later.
     let named: Set<string> | null = null;
-    for (const token of connectionTokens) if (token && plan.classify(token).kind === HeaderKind.Keep) (named ??= new Set()).add(token);
+    for (const token of connectionTokens) {
+      const { kind } = token ? plan.classify(token) : { kind: HeaderKind.Drop };
+      if (kind === HeaderKind.Keep || kind === HeaderKind.ClientAddress) (named ??= new Set()).add(token);
+    }
     if (named) removeHeaders(out.headers, named);
   }
   return out;

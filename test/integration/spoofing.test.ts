@@ -179,3 +179,24 @@ t.test('header lines that a lenient parser could read as an identity header are 
   }
   t.equal(upstream.requests.length, before, 'nothing forwarded');
 });
+
+t.test('method and URL overrides and client-address headers from a client never reach the upstream', async (t) => {
+  const lines = [
+    'X-HTTP-Method-Override: DELETE-evil',
+    'x_http_method_override: DELETE-evil',
+    'X-Method-Override: PUT-evil',
+    'X-Original-URL: /admin-evil',
+    'X-Rewrite-URL: /admin-evil',
+    'X-Real-IP: evil-ip',
+    'x_real_ip: evil-ip',
+    'True-Client-IP: evil-ip',
+    'CF-Connecting-IP: evil-ip',
+    'Forwarded: for=evil',
+  ];
+  for (const route of ['open', 'key']) {
+    const seen = await send(t, gh, `/${route}`, route === 'key' ? [...lines, `X-API-Key: ${API_KEY}`] : lines);
+    const names = seen.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    t.notOk(names.some((n) => /override|original|rewrite|real|client|connecting|^forwarded$/.test(n)), `${route}: none of them, in any spelling`);
+    t.equal(upstream.requests.at(-1)!.method, 'GET', `${route}: the method gatehouse matched`);
+  }
+});

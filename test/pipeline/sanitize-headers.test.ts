@@ -171,6 +171,37 @@ t.test('without an identity nothing identity-like is sent; client forwarding hea
   });
 });
 
+t.test('method and URL override headers never reach the upstream, in any spelling, trusted proxy or not', async (t) => {
+  const raw = [
+    'X-HTTP-Method-Override', 'DELETE', 'x-http-method', 'PUT', 'X-Method-Override', 'PATCH', 'X_HTTP_Method_Override', 'DELETE',
+    'X-Original-URL', '/admin', 'x-rewrite-url', '/admin', 'x_original_url', '/admin', 'Accept', 'a',
+  ];
+  t.strictSame(sanitizeHeaders(plan(), raw).headers, ['accept', 'a']);
+  t.strictSame(sanitizeHeaders(plan(DEFAULT_IDENTITY, true), raw).headers, ['accept', 'a']);
+});
+
+t.test('client-address headers (X-Real-IP and kin) are believed only from a trusted proxy', async (t) => {
+  const raw = [
+    'X-Real-IP', '6.6.6.6', 'True-Client-IP', '6.6.6.7', 'x-client-ip', '6.6.6.8', 'X-Cluster-Client-IP', '6.6.6.9', 'CF-Connecting-IP', '6.6.6.10',
+    'Fastly-Client-IP', '6.6.6.11', 'X-Forwarded', 'for=6.6.6.12', 'Forwarded-For', '6.6.6.13', 'Accept', 'a', 'Host', 'gw.example',
+  ];
+  const base = { 'x-forwarded-for': '127.0.0.1', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'gw.example', 'x-request-id': 'req-1' };
+  t.strictSame({ ...headerRecord(injectIdentity(exchange(sanitizeHeaders(plan(), raw), null))) }, { accept: 'a', ...base }, 'no proxy trusted: all gone');
+  const fromTrusted = { ...headerRecord(injectIdentity(exchange(sanitizeHeaders(plan(DEFAULT_IDENTITY, true), raw), null, true))) };
+  t.equal(fromTrusted['x-real-ip'], '6.6.6.6', 'a trusted proxy: its X-Real-IP is kept');
+  t.equal(fromTrusted['forwarded-for'], '6.6.6.13');
+  t.equal(Object.keys(fromTrusted).length, 8 + 1 + 4);
+  t.strictSame(
+    { ...headerRecord(injectIdentity(exchange(sanitizeHeaders(plan(DEFAULT_IDENTITY, true), raw), null, true, false))) },
+    { accept: 'a', ...base },
+    'a proxy is trusted, but not this peer: all gone',
+  );
+  // The `_` spelling is what a lenient upstream reads as X-Real-IP: it goes even from a trusted proxy.
+  t.strictSame(sanitizeHeaders(plan(DEFAULT_IDENTITY, true), ['X_Real_IP', '6.6.6.6', 'true_client_ip', '6.6.6.7']).headers, []);
+  // A trusted proxy can still name one hop-by-hop.
+  t.strictSame(sanitizeHeaders(plan(DEFAULT_IDENTITY, true), ['Connection', 'X-Real-IP', 'X-Real-IP', '6.6.6.6', 'X-Client-IP', '6.6.6.8']).headers, ['x-client-ip', '6.6.6.8']);
+});
+
 t.test('a header named __proto__ (or constructor) is just a header', async (t) => {
   const out = sanitizeHeaders(plan(), ['__proto__', 'polluted', 'constructor', 'x', '__proto__', 'again', 'Accept', 'a']);
   t.strictSame(out.headers, ['__proto__', 'polluted', 'constructor', 'x', '__proto__', 'again', 'accept', 'a'], 'forwarded as sent, in order');
