@@ -1,6 +1,7 @@
 // A provider's JWKS (remote URL or local file), kept fresh in the background and served from memory.
 // Requests never wait for a refresh unless their kid is unknown; a failed fetch keeps the last good set.
 import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { createPublicKey } from 'node:crypto';
 import { request } from 'undici';
 import { createLocalJWKSet, type JWK, type JWTVerifyGetKey, type JSONWebKeySet } from 'jose';
@@ -38,6 +39,15 @@ const DEFAULT_TIMEOUT_MS = 5_000;
 const DEFAULT_MAX_BYTES = 1024 * 1024;
 /** After a failed fetch, retry sooner than maxAge, but never faster than this. */
 const MIN_RETRY_MS = 1_000;
+
+/**
+ * Drops an answer body unread. undici's body emits 'error' (RequestAbortedError) when destroyed before its end, and
+ * an 'error' event without a listener ends the process: an IdP answering 503 must not take the proxy down.
+ */
+function discard(body: Readable): void {
+  body.on('error', () => {});
+  body.destroy();
+}
 
 export class JwksKeySet {
   /**
@@ -167,7 +177,7 @@ export class JwksKeySet {
         bodyTimeout: fetchTimeoutMs,
       });
       if (res.statusCode !== 200) {
-        res.body.destroy();
+        discard(res.body);
         throw new JwksLoadError(`HTTP ${res.statusCode}`);
       }
       const chunks: Buffer[] = [];
@@ -175,7 +185,7 @@ export class JwksKeySet {
       for await (const chunk of res.body) {
         size += (chunk as Buffer).length;
         if (size > maxBytes) {
-          res.body.destroy();
+          discard(res.body);
           throw new JwksLoadError(`the answer is larger than ${maxBytes} bytes`);
         }
         chunks.push(chunk as Buffer);

@@ -126,6 +126,39 @@ t.test('concurrent refreshes share one fetch', async (t) => {
   t.equal(server.requests, 2, 'the start fetch and one shared refresh');
 });
 
+t.test('an answer other than 200 (IdP down, moved, rate limiting) is a failed fetch, never a crash', async (t) => {
+  const { server, clock, a, fetches } = await setup(t);
+  server.mode = 'status';
+  server.body = 'x'.repeat(100_000);
+  let expectedErrors = 0;
+  for (const status of [500, 502, 503, 404, 429, 302, 304, 204]) {
+    server.status = status;
+    server.body = status === 204 || status === 304 ? '' : server.body;
+    clock.advance(COOLDOWN);
+    t.match(await failure(a, await sign(k2, clock)), { reason: 'unknown_kid' }, `${status}: the new kid is still unknown`);
+    t.equal(await fetches('error'), ++expectedErrors, `${status}: counted as a failed fetch`);
+    t.ok(await auth(a, await sign(k1, clock)), `${status}: the old key still verifies`);
+  }
+  // Give an unhandled 'error' event of a discarded body the turns it needs to surface (it would end this process).
+  await new Promise((resolve) => setTimeout(resolve, 50));
+});
+
+t.test('an answer other than 200 at start: no keys, tokens refused as jwks_unavailable, no crash', async (t) => {
+  const server = await JwksServer.start([k1.jwk]);
+  server.mode = 'status';
+  server.body = '<html>down</html>';
+  const clock = newClock();
+  const a = createJwtAuthenticator([provider({ jwksUrl: server.url, jwksCooldownMs: COOLDOWN })], { clock, logger: silentLogger, cacheSize: 0 });
+  t.teardown(async () => {
+    a.close();
+    await server.close();
+  });
+  t.equal(await a.whenLoaded(), undefined);
+  t.equal(a.ready(), false);
+  t.match(await failure(a, await sign(k1, clock)), { status: 503, reason: 'jwks_unavailable' });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+});
+
 t.test('garbage answers are ignored and the old keys kept', async (t) => {
   const { server, clock, a, fetches } = await setup(t);
   const bodies = {

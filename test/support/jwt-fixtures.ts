@@ -65,12 +65,14 @@ export async function sign(key: SigningKey, clock: ManualClock, claims: JWTPaylo
 
 export const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 
-export type JwksMode = 'ok' | 'down' | 'slow' | 'garbage';
+export type JwksMode = 'ok' | 'down' | 'slow' | 'garbage' | 'status';
 
 /** A JWKS endpoint on 127.0.0.1 whose keys and behaviour the test changes between requests. */
 export class JwksServer {
   mode: JwksMode = 'ok';
   body = 'not json';
+  /** The status of every answer in mode 'status' (with `body`). */
+  status = 503;
   requests = 0;
   private keys: JWK[];
   private readonly held: ServerResponse[] = [];
@@ -86,6 +88,8 @@ export class JwksServer {
         this.held.push(res);
       } else if (this.mode === 'garbage') {
         res.writeHead(200, { 'content-type': 'application/json' }).end(this.body);
+      } else if (this.mode === 'status') {
+        res.writeHead(this.status, { 'content-type': 'text/html', location: '/elsewhere' }).end(this.body);
       } else {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: this.keys }));
       }
