@@ -5,21 +5,53 @@ import type { TrustProxy } from '../config/types.js';
 /** (peer address, X-Forwarded-For value or undefined) -> client IP. Built once per plan. */
 export type ClientIpResolver = (peer: string, forwardedFor: string | undefined) => string;
 
-export const unmapped = (ip: string): string => (ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip);
+/**
+ * An IPv4 address written as IPv6 as that IPv4 address: mapped (`::ffff:a.b.c.d`, also in hex as `::ffff:c633:6407`,
+ * which a dual-stack socket and proxies on one write) or the deprecated compatible form (`::a.b.c.d`). Anything else
+ * as is. Without this, every IPv4 client behind such a proxy would share one IPv6 /64 block (failed-auth guard,
+ * `by: ip` limits).
+ */
+export function unmapped(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  if (ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4) return ip.slice(7);
+  const groups = ipv6Groups(ip);
+  if (groups === null || groups.slice(0, 5).some((g) => g !== 0)) return ip;
+  const [sixth, high, low] = groups.slice(5);
+  if (sixth !== 0xffff && (sixth !== 0 || high === 0)) return ip;
+  return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+}
+
+/** The eight 16-bit groups of an IPv6 address (an embedded dotted IPv4 tail counts as two), or null if it is not one. */
+function ipv6Groups(ip: string): number[] | null {
+  const address = ip.split('%')[0];
+  if (isIP(address) !== 6) return null;
+  let text = address;
+  const dot = text.lastIndexOf(':');
+  const tail = text.slice(dot + 1);
+  if (tail.includes('.')) {
+    const [a, b, c, d] = tail.split('.').map(Number);
+    text = `${text.slice(0, dot + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, rest] = text.split('::');
+  const front = head ? head.split(':') : [];
+  const back = rest === undefined ? [] : rest ? rest.split(':') : [];
+  const zeros = rest === undefined ? [] : new Array<string>(8 - front.length - back.length).fill('0');
+  return [...front, ...zeros, ...back].map((g) => parseInt(g, 16));
+}
 
 export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
   if (trust === false || trust === 0) return (peer) => unmapped(peer);
   if (trust === true) {
     return (peer, xff) => {
       if (!xff) return unmapped(peer);
-      const first = xff.split(',')[0].trim();
+      const first = unmapped(xff.split(',')[0].trim());
       return isIP(first) ? first : unmapped(peer);
     };
   }
   if (typeof trust === 'number') {
     // Trust `trust` hops: the client is the address that the outermost trusted proxy saw.
     return (peer, xff) => {
-      const hops = xff ? xff.split(',').map((h) => h.trim()) : [];
+      const hops = xff ? xff.split(',').map((h) => unmapped(h.trim())) : [];
       const chain = [...hops, unmapped(peer)];
       const candidate = chain[Math.max(0, chain.length - 1 - trust)];
       return isIP(candidate) ? candidate : unmapped(peer);
@@ -32,7 +64,7 @@ export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
     if (!isTrusted(ip) || !xff) return ip;
     const hops = xff.split(',');
     for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = hops[i].trim();
+      const hop = unmapped(hops[i].trim());
       if (!isIP(hop)) return ip;
       ip = hop;
       if (!isTrusted(ip)) return ip;
@@ -72,9 +104,8 @@ export function peerTrust(trust: TrustProxy): PeerTrust {
  */
 export function addressBlock(ip: string): string {
   if (!ip.includes(':')) return ip;
-  const [head, tail] = ip.split('%')[0].split('::');
-  const front = head ? head.split(':') : [];
-  const back = tail === undefined ? [] : tail ? tail.split(':') : [];
-  const groups = tail === undefined ? front : [...front, ...new Array(Math.max(0, 8 - front.length - back.length)).fill('0'), ...back];
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  const v4 = unmapped(ip);
+  if (v4 !== ip) return v4;
+  const groups = ipv6Groups(ip);
+  return groups === null ? ip : `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
 }

@@ -73,6 +73,15 @@ t.test('IPv6 clients are counted by /64: a neighbour address in the same /64 is 
   t.equal((await from(running, '2001:db8:1:3::1', GOOD)).status, 200, 'the next /64 is another client');
 });
 
+t.test('IPv4 clients written as mapped IPv6 by a dual-stack proxy are each their own client, not one shared /64', async (t) => {
+  const running = await start(new ManualClock());
+  for (const key of BAD) await from(running, '::ffff:203.0.113.66', key);
+  assertRefused(t, await from(running, '::ffff:203.0.113.66', GOOD), 'rate_limit_exceeded', [GOOD]);
+  assertRefused(t, await from(running, '203.0.113.66', GOOD), 'rate_limit_exceeded', [GOOD]);
+  t.equal((await from(running, '::ffff:198.51.100.7', GOOD)).status, 200, 'another mapped IPv4 client is admitted');
+  t.equal((await from(running, '::ffff:c633:6408', GOOD)).status, 200, 'in hex too');
+});
+
 t.test('missing credentials are 401s too and count towards the limit', async (t) => {
   const running = await start(new ManualClock());
   for (let i = 0; i < 3; i++) assertRefused(t, await from(running, '192.0.2.1'), 'missing_credentials');
