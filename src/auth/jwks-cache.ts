@@ -62,6 +62,8 @@ export class JwksKeySet {
   private closed = false;
   private readonly firstLoad: Promise<boolean>;
   private readonly location: string;
+  /** A file re-read a reload asked for: verifications wait for it, so a key pulled from the file is gone at once. */
+  private reread: Promise<boolean> | null = null;
 
   constructor(private readonly options: JwksKeySetOptions) {
     this.location = options.source.kind === 'url' ? options.source.url : options.source.path;
@@ -79,9 +81,24 @@ export class JwksKeySet {
     return this.ready();
   }
 
+  /**
+   * A reload took this key set over (its source is unchanged). A file is read again, as a `publicKey` file is: a
+   * reload (SIGHUP) is how an operator pulls a leaked key from a JWKS file at once. A URL keeps its schedule; a
+   * reload does not make gatehouse fetch from the identity provider.
+   */
+  adopted(): void {
+    if (this.options.source.kind !== 'file') return;
+    const reread = this.refresh();
+    this.reread = reread;
+    void reread.finally(() => {
+      if (this.reread === reread) this.reread = null;
+    });
+  }
+
   /** jose key resolver. A cached kid resolves at once, even while a background refresh hangs. */
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
     const alg = header.alg ?? '';
+    if (this.reread) await this.reread;
     let snapshot = this.current;
     if (!snapshot || !hasKid(snapshot, header.kid)) {
       await this.refreshForUnknownKid();

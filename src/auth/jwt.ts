@@ -335,7 +335,10 @@ export function createJwtAuthenticator(providers: JwtProviderConfig[], deps: Jwt
     },
     adoptKeySet(source: string): JwksKeySet | null {
       const jwks = sources.get(source)?.jwks ?? null;
-      if (jwks) handedOver.add(jwks);
+      if (jwks) {
+        handedOver.add(jwks);
+        jwks.adopted();
+      }
       return jwks;
     },
     close(): void {

@@ -296,6 +296,24 @@ t.test('a reload takes over the JWKS of an unchanged provider: warm keys, no new
   t.equal(identity.keyId, 'sso', 'the taken-over key set still verifies after the old authenticator closed');
 });
 
+t.test('a reload reads an unchanged JWKS file again: a key pulled from it is refused at once, cached tokens too', async (t) => {
+  const dir = t.testdir({ 'jwks.json': JSON.stringify({ keys: [k1.jwk, k2.jwk] }) });
+  const clock = newClock();
+  const sso = provider({ jwksFile: `${dir}/jwks.json`, jwksCooldownMs: COOLDOWN });
+  const before = createJwtAuthenticator([sso], { clock, logger: silentLogger });
+  await before.whenLoaded();
+  const leaked = await sign(k2, clock);
+  t.ok(await auth(before, leaked), 'verified and cached');
+  writeFileSync(`${dir}/jwks.json`, JSON.stringify({ keys: [k1.jwk] }));
+  // The same config again (SIGHUP): the provider and its source are unchanged, so the key set is taken over.
+  const after = createJwtAuthenticator([sso], { clock, logger: silentLogger, predecessor: before });
+  before.close();
+  t.teardown(() => after.close());
+  t.match(await failure(after, await sign(k2, clock)), { reason: 'unknown_kid' }, 'a new token of the pulled key, right after the reload');
+  t.match(await failure(after, leaked), { reason: 'unknown_kid' }, 'the token verified before');
+  t.ok(await auth(after, await sign(k1, clock)), 'the key left in the file verifies');
+});
+
 t.test('a key dropped from the JWKS ends the cache entries of its tokens at the refresh that drops it', async (t) => {
   const server = await JwksServer.start([k1.jwk, k2.jwk]);
   const clock = newClock();
