@@ -2,7 +2,7 @@
 import type { Identity } from '../auth/identity.js';
 import { unmapped } from '../http/client-ip.js';
 import type { Exchange } from './exchange.js';
-import { CLIENT_ADDRESS_HEADERS, removeHeaders } from './sanitize-headers.js';
+import { CLIENT_ADDRESS_HEADERS } from './sanitize-headers.js';
 
 /** Visible ASCII, space and tab: anything else could split or smuggle a header. */
 const SAFE_VALUE = /^[\t\x20-\x7e]*$/;
@@ -45,13 +45,16 @@ function identityHeaders(plan: Exchange['plan'], identity: Identity): readonly s
 const CLIENT_ADDRESS = new Set(CLIENT_ADDRESS_HEADERS);
 
 /**
- * Appends the injected headers to the sanitized list and returns it. None of them can be in the list already:
- * their names are classified as identity, credential or forwarding headers, never kept (sanitize-headers.ts).
+ * The upstream header list: the injected headers first, then the sanitized client headers. First, because an
+ * upstream keeps only so many headers (node:http: the first 1,000) and drops the rest without a word; a client
+ * sending a thousand junk headers must not push gatehouse's identity and X-Forwarded-For out of its view. None
+ * of the injected names can be among the client's: those are classified as identity, credential or forwarding
+ * headers and never kept (sanitize-headers.ts).
  */
 export function injectIdentity(ex: Exchange): string[] {
   const { plan } = ex;
   const incoming = ex.incoming!;
-  const headers = incoming.headers;
+  const headers: string[] = [];
   const identity = ex.identity;
   if (identity) {
     // Identities come from the verified-token cache or the key table, so most requests reuse one: its
@@ -67,12 +70,17 @@ export function injectIdentity(ex: Exchange): string[] {
   }
   const peer = unmapped(ex.req.socket.remoteAddress ?? '');
   const trusted = plan.trustsPeer(peer);
-  // Forwarded, X-Real-IP and kin are kept only when some proxy is trusted (sanitize-headers.ts); from any other peer they go.
-  if (!trusted && incoming.clientAddress) removeHeaders(headers, CLIENT_ADDRESS);
   headers.push('x-forwarded-for', trusted && incoming.forwardedFor ? `${incoming.forwardedFor}, ${peer}` : peer);
   headers.push('x-forwarded-proto', (trusted && incoming.forwardedProto) || 'http');
   const host = (trusted && incoming.forwardedHost) || incoming.host;
   if (host) headers.push('x-forwarded-host', host);
   headers.push('x-request-id', ex.requestId);
+  const client = incoming.headers;
+  // Forwarded, X-Real-IP and kin are kept only when some proxy is trusted (sanitize-headers.ts); from any other peer they go.
+  const dropClientAddress = !trusted && incoming.clientAddress;
+  for (let i = 0; i < client.length; i += 2) {
+    if (dropClientAddress && CLIENT_ADDRESS.has(client[i])) continue;
+    headers.push(client[i], client[i + 1]);
+  }
   return headers;
 }

@@ -200,3 +200,15 @@ t.test('method and URL overrides and client-address headers from a client never 
     t.equal(upstream.requests.at(-1)!.method, 'GET', `${route}: the method gatehouse matched`);
   }
 });
+
+t.test('a thousand junk headers cannot push the injected headers out of what a node:http upstream keeps', async (t) => {
+  // node:http keeps the first 1,000 headers of a request and drops the rest without a word.
+  const junk = Array.from({ length: 1000 }, (_, i) => `J${i}: x`);
+  const seen = await send(t, gh, '/key', [...junk, `X-API-Key: ${API_KEY}`]);
+  t.ok(seen.length >= 2000, 'the upstream got its fill of headers');
+  const headers = upstream.requests.at(-1)!.headers;
+  t.equal(headers['x-auth-tenant'], 'acme', 'identity kept');
+  t.equal(headers['x-auth-subject'], 'svc-ci');
+  t.equal(headers['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For kept');
+  t.match(headers['x-request-id'], /\S/, 'X-Request-Id kept');
+});
