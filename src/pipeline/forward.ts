@@ -78,6 +78,11 @@ class Forwarding implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | null = null;
   private clientGone = false;
   private settled = false;
+  /**
+   * A 204 or 304: the head is the whole answer (RFC 9110 sections 15.3.5 and 15.4.5), sent and ended at once. A 304
+   * may carry the Content-Length of the full representation, which undici counts as a body that never came.
+   */
+  private headOnly = false;
   /** Whether a 'drain' listener was ever added (backpressure), so settle() removes it only then. */
   private paused = false;
   private readonly onClose = () => {
@@ -113,6 +118,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
     const { ex, res } = this;
     ex.upstreamMs = performance.now() - this.sent;
     this.upstream.latency.observe(ex.upstreamMs / 1000);
+    // A 204 has no content at all, so no Content-Length either (RFC 9110 section 8.6).
+    if (statusCode === 204) delete headers['content-length'];
     try {
       res.writeHead(statusCode, responseHeaders(ex, headers));
     } catch {
@@ -121,9 +128,14 @@ class Forwarding implements Dispatcher.DispatchHandler {
       return;
     }
     ex.status = statusCode;
+    if (statusCode === 204 || statusCode === 304) {
+      this.headOnly = true;
+      res.end();
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.headOnly) return;
     if (!this.res.write(chunk)) {
       controller.pause();
       this.paused = true;
@@ -132,7 +144,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.res.end();
+    if (!this.headOnly) this.res.end();
     this.settle();
     this.resolve();
   }
@@ -140,7 +152,10 @@ class Forwarding implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const { ex, res } = this;
     this.settle();
-    if (this.clientGone) {
+    if (this.headOnly) {
+      // The client has its whole answer; what undici says of the body after it (a Content-Length on a 304 that
+      // counts no bytes here) concerns only the upstream connection, which undici closes.
+    } else if (this.clientGone) {
       // Nobody is left to answer; 499 is the customary log status for it (nginx).
       ex.status = 499;
       ex.reason = 'client_closed';

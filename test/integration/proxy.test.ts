@@ -321,6 +321,45 @@ t.test('an upstream that dies mid-body cuts the client connection; the log says 
   await t.rejects(again.body.text());
 });
 
+/** Sends `count` GETs one after another on one kept-alive connection; resolves with each answer's head. */
+function headsOnOneConnection(port: number, count: number): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const heads: string[] = [];
+    let buffered = '';
+    const ask = () => socket.write(`GET /x/${heads.length} HTTP/1.1\r\nHost: gatehouse.test\r\n\r\n`);
+    socket.on('connect', ask);
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1');
+      const end = buffered.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      heads.push(buffered.slice(0, end));
+      buffered = buffered.slice(end + 4);
+      if (heads.length === count) {
+        socket.destroy();
+        resolve(heads);
+      } else ask();
+    });
+    socket.on('close', () => reject(new Error(`the connection closed after ${heads.length} answers`)));
+    socket.on('error', () => {});
+  });
+}
+
+t.test('a 304 or 204 whose head carries a Content-Length is answered whole, and the connection stays usable', async (t) => {
+  for (const [status, text] of [[304, 'Not Modified'], [204, 'No Content']] as const) {
+    const running = await inFrontOfRaw(t, (socket) => socket.write(`HTTP/1.1 ${status} ${text}\r\nETag: "v1"\r\nContent-Length: 5\r\n\r\n`));
+    const heads = await headsOnOneConnection(running.port, 2);
+    for (const head of heads) {
+      t.match(head, new RegExp(`^HTTP/1.1 ${status} `), `${status}: the status`);
+      t.match(head, /etag: "v1"/i, `${status}: the headers`);
+      if (status === 204) t.notMatch(head, /content-length/i, '204: no Content-Length (RFC 9110 8.6)');
+      else t.match(head, /content-length: 5/i, '304: the Content-Length of the representation, as sent');
+    }
+    await until(() => running.logs.filter((l) => 'status' in l && l.route !== undefined).length >= 2, 2_000, 'both logged');
+    for (const line of running.logs.filter((l) => 'status' in l && l.route !== undefined)) t.match(line, { status, reason: null }, `${status}: logged as answered`);
+  }
+});
+
 t.test('504 gateway_timeout when the upstream does not answer within timeout', async (t) => {
   const started = Date.now();
   const answer = await call(`${gw.url}/open/hang`);
