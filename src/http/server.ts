@@ -33,6 +33,12 @@ export function createStore(config: GatehouseConfig, clock: Clock, logger: Logge
 const restartKey = (c: GatehouseConfig) =>
   JSON.stringify([c.server.host, c.server.port, c.server.maxHeaderBytes, c.admin, c.rateLimit.store, c.rateLimit.maxKeys, c.rateLimit.redis]);
 
+const serverTimeouts = (s: GatehouseConfig['server']) => ({
+  headersTimeout: s.headersTimeoutMs,
+  requestTimeout: s.requestTimeoutMs,
+  keepAliveTimeout: s.keepAliveTimeoutMs,
+});
+
 /**
  * After building a plan with a large key table (see collect-garbage.ts): bound the heap's growth over the table
  * and collect the loading garbage. Small configs keep V8's defaults and leave little garbage.
@@ -75,9 +81,7 @@ export class Gateway {
     const s = config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
-      headersTimeout: s.headersTimeoutMs,
-      requestTimeout: s.requestTimeoutMs,
-      keepAliveTimeout: s.keepAliveTimeoutMs,
+      ...serverTimeouts(s),
       // Node enforces both timeouts only when this sweep runs (default every 30 s), so a slow-header
       // client could hold a socket far beyond headersTimeout; sweep often enough to keep it close.
       connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(s.headersTimeoutMs / 4))),
@@ -165,6 +169,10 @@ export class Gateway {
     const old = this.current;
     this.current = compilePlan(config, this.runtime, old);
     settleLargeKeyTable(this.current);
+    // Read by node:http on every sweep and every new connection: tightening them against slow clients needs no
+    // restart. The sweep's own interval stays as started (at most a second).
+    Object.assign(this.server, serverTimeouts(config.server));
+    this.runtime.logger.level = config.log.level;
     this.runtime.metrics.reloads.inc({ outcome: 'ok' });
     if (!this.planUsers.has(old)) void retirePlans([old], this.livePlans());
     return 'ok';

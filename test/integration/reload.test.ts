@@ -3,11 +3,12 @@
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { MemoryStore } from '../../src/rate-limit/memory-store.js';
 import type { RateLimitStore } from '../../src/rate-limit/store.js';
 import { reloadFrom, watchConfig } from '../../src/reload.js';
-import { call, startGatehouse, startUpstream, writeTempFile, type Running, type Upstream } from '../support/harness.js';
+import { call, rawStatus, startGatehouse, startUpstream, writeTempFile, type Running, type Upstream } from '../support/harness.js';
 import { until } from '../support/until.js';
 
 const sha = (key: string) => `sha256:${createHash('sha256').update(key).digest('hex')}`;
@@ -20,6 +21,8 @@ interface Shape {
   timeout?: string;
   keysFile?: string;
   extraTopLevel?: string;
+  /** Extra `server` settings, e.g. `, headersTimeout: 1s`. */
+  server?: string;
 }
 
 let upstream: Upstream;
@@ -31,7 +34,7 @@ t.teardown(() => upstream.close());
 /** Literal values only: reloadFrom expands ${VAR} from process.env, not from the harness's env. */
 function yaml(o: Shape = {}): string {
   return `version: 1
-server: { host: 127.0.0.1, port: ${o.port ?? 0} }
+server: { host: 127.0.0.1, port: ${o.port ?? 0}${o.server ?? ''} }
 admin: { host: 127.0.0.1, port: 0 }
 upstreams:
   default: { url: "${upstream.url}", timeout: ${o.timeout ?? '5s'}, connectTimeout: 1s }
@@ -101,6 +104,28 @@ t.test('an invalid config is refused: the old plan keeps serving, the error name
   t.equal(reloadFrom(gh.gateway, gh.configPath), 'invalid');
   t.equal((await call(`${gh.url}/kept`)).status, 200);
   t.equal(await metric(gh, 'invalid'), 2);
+});
+
+t.test('a reload applies the server timeouts and the log level to the running server', async (t) => {
+  const gh = await start(t);
+  rewrite(gh, { server: ', headersTimeout: 500ms, requestTimeout: 30s, keepAliveTimeout: 2s', extraTopLevel: 'log: { level: warn }\n' });
+  t.equal(reloadFrom(gh.gateway, gh.configPath), 'ok');
+  t.match(gh.gateway.server, { headersTimeout: 500, requestTimeout: 30_000, keepAliveTimeout: 2_000 });
+  // A head that never ends is cut at the new headersTimeout (plus at most one sweep of the old interval, 1 s).
+  const started = Date.now();
+  const answer = await new Promise<{ text: string; closedAfter: number }>((resolve) => {
+    const socket = connect(gh.port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    socket.on('close', () => resolve({ text, closedAfter: Date.now() - started }));
+    socket.on('error', () => undefined);
+    socket.write('GET /api/x HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+  });
+  t.equal(rawStatus(answer.text), 408, `408 after ${answer.closedAfter} ms`);
+  t.ok(answer.closedAfter < 2_500, 'well before the 10 s it started with');
+  const lines = gh.logs.length;
+  t.equal((await call(`${gh.url}/api/x`, keyed)).status, 200);
+  t.equal(gh.logs.length, lines, 'log level warn: no access line');
 });
 
 t.test('a changed listen port is not applied: restart_required, the old config keeps serving', async (t) => {
