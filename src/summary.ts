@@ -1,5 +1,6 @@
 // The short human summary `gatehouse check` prints for a valid config.
 import type { GatehouseConfig, RouteConfig } from './config/types.js';
+import { displayUrl } from './auth/jwks-cache.js';
 
 function authText(route: RouteConfig): string {
   if (route.auth.kind === 'none') return 'none';
@@ -24,7 +25,7 @@ export function summarize(config: GatehouseConfig, path: string): string {
   const providers = config.auth.jwt.providers;
   lines.push(`jwt providers (${providers.length}):`);
   for (const p of providers) {
-    const source = p.jwksUrl ? `jwks ${p.jwksUrl}` : p.jwksFile ? `jwks file ${p.jwksFile}` : p.publicKey ? 'public key' : 'secret';
+    const source = p.jwksUrl ? `jwks ${displayUrl(p.jwksUrl)}` : p.jwksFile ? `jwks file ${p.jwksFile}` : p.publicKey ? 'public key' : 'secret';
     lines.push(`  ${p.name}  iss ${p.issuer}  ${p.algorithms.join(',')}  ${source}`);
   }
   const keys = config.auth.apiKeys?.keys ?? [];

@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { createPublicKey } from 'node:crypto';
 import { request } from 'undici';
 import { createLocalJWKSet, type JWK, type JWTVerifyGetKey, type JSONWebKeySet } from 'jose';
+import { TIMER_MAX_MS } from '../config/duration.js';
 import { ProxyError } from '../http/errors.js';
 import type { Clock } from '../clock.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -41,6 +42,19 @@ const DEFAULT_MAX_BYTES = 1024 * 1024;
 const MIN_RETRY_MS = 1_000;
 
 /**
+ * A JWKS URL as logs and `gatehouse check` show it: without user info or query, where an IdP credential
+ * (`https://svc:PASSWORD@idp/...`, `?api_key=...`) would sit.
+ */
+export function displayUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.username || u.password ? '[redacted]@' : ''}${u.host}${u.pathname}${u.search ? '?[redacted]' : ''}`;
+  } catch {
+    return '[invalid URL]';
+  }
+}
+
+/**
  * Drops an answer body unread. undici's body emits 'error' (RequestAbortedError) when destroyed before its end, and
  * an 'error' event without a listener ends the process: an IdP answering 503 must not take the proxy down.
  */
@@ -66,7 +80,7 @@ export class JwksKeySet {
   private reread: Promise<boolean> | null = null;
 
   constructor(private readonly options: JwksKeySetOptions) {
-    this.location = options.source.kind === 'url' ? options.source.url : options.source.path;
+    this.location = options.source.kind === 'url' ? displayUrl(options.source.url) : options.source.path;
     // Started here, not awaited: the proxy serves (and /readyz reports) while the first fetch runs.
     this.firstLoad = this.refresh();
   }
@@ -168,7 +182,7 @@ export class JwksKeySet {
     if (this.closed) return;
     clearTimeout(this.timer);
     const delay = lastFetchOk ? this.options.maxAgeMs : Math.max(MIN_RETRY_MS, Math.min(this.options.cooldownMs, this.options.maxAgeMs));
-    this.timer = setTimeout(() => void this.refresh(), delay);
+    this.timer = setTimeout(() => void this.refresh(), Math.min(delay, TIMER_MAX_MS));
     // A background refresh must never keep the process alive on shutdown.
     this.timer.unref();
   }

@@ -11,3 +11,16 @@ export function parseDuration(value: unknown): number | null {
   const m = DURATION.exec(text);
   return m ? Math.round(Number(m[1]) * UNIT_MS[m[2]]) : null;
 }
+
+/**
+ * The longest duration that becomes a timer: Node holds at most 2^31 - 1 ms (about 24.8 days) and fires a longer
+ * timer at once, so a JWKS refresh of 30d would run in a loop.
+ */
+export const TIMER_MAX_MS = 24 * UNIT_MS.d;
+export const TIMER = { max: TIMER_MAX_MS } as const;
+
+/** Milliseconds in the largest unit that writes them whole: 86400000 -> "1d", 1500 -> "1500ms". */
+export function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) if (ms >= UNIT_MS[unit] && ms % UNIT_MS[unit] === 0) return `${ms / UNIT_MS[unit]}${unit}`;
+  return `${ms}ms`;
+}

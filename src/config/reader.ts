@@ -1,6 +1,6 @@
 // Typed readers over YAML nodes: each read checks one value, reports a positioned error, and never throws.
 import { isMap, isScalar, isSeq, type Node, type Pair, type YAMLMap } from 'yaml';
-import { parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from './duration.js';
 import { expandEnv, type Env } from './env.js';
 import type { IssueList } from './issues.js';
 
@@ -91,8 +91,9 @@ export class MapReader {
     return this.read(key, fallback, (n, p) => readBool(this.cx, n, p));
   }
 
-  duration(key: string, fallback?: number): Maybe<number> {
-    return this.read(key, fallback, (n, p) => readDuration(this.cx, n, p));
+  /** A duration in milliseconds; `bounds` for one that becomes a timer (see TIMER_MAX_MS). */
+  duration(key: string, fallback?: number, bounds?: DurationBounds): Maybe<number> {
+    return this.read(key, fallback, (n, p) => readDuration(this.cx, n, p, bounds));
   }
 
   oneOf<T extends string>(key: string, values: readonly T[], fallback?: T): Maybe<T> {
@@ -167,10 +168,20 @@ export function readBool(cx: ReadContext, node: Node, path: string): Maybe<boole
   return undefined;
 }
 
-export function readDuration(cx: ReadContext, node: Node, path: string): Maybe<number> {
+export interface DurationBounds {
+  readonly min?: number;
+  readonly max?: number;
+}
+
+export function readDuration(cx: ReadContext, node: Node, path: string, bounds: DurationBounds = {}): Maybe<number> {
   const ms = parseDuration(cx.scalar(node));
-  if (ms !== null) return ms;
-  cx.issues.at(node, `${path}: must be a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds`);
+  if (ms === null) {
+    cx.issues.at(node, `${path}: must be a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds`);
+    return undefined;
+  }
+  if (bounds.min !== undefined && ms < bounds.min) cx.issues.at(node, `${path}: must be at least ${formatDuration(bounds.min)}`);
+  else if (bounds.max !== undefined && ms > bounds.max) cx.issues.at(node, `${path}: must be at most ${formatDuration(bounds.max)}`);
+  else return ms;
   return undefined;
 }
 

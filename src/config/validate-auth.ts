@@ -4,6 +4,7 @@ import { resolve, dirname } from 'node:path';
 import { isScalar, type Node } from 'yaml';
 import { unsafeIdentityField } from '../auth/identity.js';
 import { validateProviderAlgorithms } from '../auth/jwt-algorithms.js';
+import { TIMER, TIMER_MAX_MS } from './duration.js';
 import { MapReader, readString, type ReadContext } from './reader.js';
 import type { ApiKeyEntry, ApiKeysConfig, FailedAuthConfig, IdentityConfig, JwtProviderConfig } from './types.js';
 
@@ -68,8 +69,8 @@ function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtPro
   };
   claimsReader?.done();
   const clockToleranceMs = p.duration('clockTolerance', 30_000);
-  const jwksCooldownMs = p.duration('jwksCooldown', 10_000);
-  const jwksCacheMaxAgeMs = p.duration('jwksCacheMaxAge', 600_000);
+  const jwksCooldownMs = p.duration('jwksCooldown', 10_000, TIMER);
+  const jwksCacheMaxAgeMs = p.duration('jwksCacheMaxAge', 600_000, { min: 1_000, max: TIMER_MAX_MS });
   const defaultTenant = p.optionalStr('defaultTenant');
   if (!name || !issuer || !audience || !algorithms || sources.length !== 1 || clockToleranceMs === undefined) return undefined;
   if (jwksCooldownMs === undefined || jwksCacheMaxAgeMs === undefined || defaultTenant === undefined) return undefined;

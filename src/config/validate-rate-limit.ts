@@ -1,5 +1,6 @@
 // Validation of the `rateLimit` block: store, Redis settings, policies and their plan/tenant overrides.
 import type { Node } from 'yaml';
+import { TIMER } from './duration.js';
 import { MapReader, type ReadContext } from './reader.js';
 import type { LimitOverride, PolicyConfig, RateLimitConfig } from './types.js';
 
@@ -13,7 +14,7 @@ export function readRateLimit(cx: ReadContext, root: MapReader): RateLimitConfig
   const redis = {
     url: rd?.str('url', 'redis://127.0.0.1:6379') ?? '',
     keyPrefix: rd?.str('keyPrefix', 'gatehouse:') ?? '',
-    commandTimeoutMs: rd?.duration('commandTimeout', 100) ?? 100,
+    commandTimeoutMs: rd?.duration('commandTimeout', 100, TIMER) ?? 100,
     onError: rd?.oneOf('onError', ['allow', 'deny'] as const, 'allow') ?? 'allow',
   };
   if (!/^rediss?:\/\//.test(redis.url)) cx.issues.at(rd?.get('url') ?? rd?.anchor, 'rateLimit.redis.url: must be a redis:// or rediss:// URL');

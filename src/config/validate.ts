@@ -1,6 +1,7 @@
 // Validates a parsed config document section by section, collecting every error, into a GatehouseConfig.
 import { BlockList, isIP } from 'node:net';
 import { isScalar, isSeq, type Node } from 'yaml';
+import { TIMER } from './duration.js';
 import { MapReader, readString, type ReadContext } from './reader.js';
 import { readApiKeys, readFailedAuth, readIdentity, readJwt } from './validate-auth.js';
 import { readRateLimit } from './validate-rate-limit.js';
@@ -18,11 +19,11 @@ export function validate(cx: ReadContext, rootNode: Node | null, file: string): 
     host: s?.str('host', '0.0.0.0') ?? '',
     port: s?.int('port', 8080, 0, 65535) ?? 0,
     trustProxy: readTrustProxy(cx, s?.get('trustProxy') ?? null),
-    shutdownTimeoutMs: s?.duration('shutdownTimeout', 10_000) ?? 0,
+    shutdownTimeoutMs: s?.duration('shutdownTimeout', 10_000, TIMER) ?? 0,
     maxHeaderBytes: s?.int('maxHeaderBytes', 16_384, 1024, 1_048_576) ?? 0,
-    headersTimeoutMs: s?.duration('headersTimeout', 10_000) ?? 0,
-    requestTimeoutMs: s?.duration('requestTimeout', 300_000) ?? 0,
-    keepAliveTimeoutMs: s?.duration('keepAliveTimeout', 5_000) ?? 0,
+    headersTimeoutMs: s?.duration('headersTimeout', 10_000, TIMER) ?? 0,
+    requestTimeoutMs: s?.duration('requestTimeout', 300_000, TIMER) ?? 0,
+    keepAliveTimeoutMs: s?.duration('keepAliveTimeout', 5_000, TIMER) ?? 0,
   };
   s?.done();
   const admin = readAdmin(root);
@@ -102,8 +103,8 @@ function readUpstreams(cx: ReadContext, root: MapReader): { upstreams: Record<st
     if (!u) continue;
     const url = u.str('url');
     if (url !== undefined && !validUpstreamUrl(url)) cx.issues.at(u.get('url'), `upstreams.${name}.url: must be an http:// or https:// URL without query or credentials`);
-    const connectTimeoutMs = u.duration('connectTimeout', 5_000);
-    const timeoutMs = u.duration('timeout', 30_000);
+    const connectTimeoutMs = u.duration('connectTimeout', 5_000, TIMER);
+    const timeoutMs = u.duration('timeout', 30_000, TIMER);
     const keepAlive = u.bool('keepAlive', true);
     u.done();
     if (url && connectTimeoutMs !== undefined && timeoutMs !== undefined && keepAlive !== undefined) {

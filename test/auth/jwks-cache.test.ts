@@ -2,7 +2,7 @@
 import t, { type Test } from 'tap';
 import { writeFileSync } from 'node:fs';
 import { createJwtAuthenticator, type JwtAuthenticator } from '../../src/auth/jwt.js';
-import { JwksKeySet } from '../../src/auth/jwks-cache.js';
+import { displayUrl, JwksKeySet } from '../../src/auth/jwks-cache.js';
 import { ProxyError } from '../../src/http/errors.js';
 import { createLogger, silentLogger } from '../../src/observe/logger.js';
 import { Metrics } from '../../src/observe/metrics.js';
@@ -271,6 +271,26 @@ t.test('fetch failures are logged with provider and URL, never with keys', async
   t.match(failed, { provider: 'sso', url: server.url, reason: 'the JWKS has no usable signature key' });
   const all = lines.join('\n');
   t.notOk(all.includes(k1.jwk.n as string) || all.includes(k2.jwk.n as string) || all.includes('private-part'), 'no key material in the logs');
+});
+
+t.test('a JWKS URL reaches logs without the credentials it may carry (user info, query)', async (t) => {
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+  const server = await JwksServer.start([k1.jwk]);
+  const secretUrl = server.url.replace('http://', 'http://svc:TopSecret-1@') + '?api_key=TopSecret-2';
+  const set = new JwksKeySet({ provider: 'sso', source: { kind: 'url', url: secretUrl }, cooldownMs: COOLDOWN, maxAgeMs: 600_000, clock: newClock(), logger });
+  t.teardown(async () => {
+    set.close();
+    await server.close();
+  });
+  await set.whenLoaded();
+  server.mode = 'down';
+  await set.refresh();
+  t.ok(lines.length > 0, 'logged');
+  t.notOk(lines.join('\n').includes('TopSecret'), 'no credential in the log');
+  t.match(JSON.parse(lines.at(-1)!), { url: server.url.replace('http://', 'http://[redacted]@') + '?[redacted]' });
+  t.equal(displayUrl('https://idp.example.com/jwks'), 'https://idp.example.com/jwks', 'a plain URL as is');
+  t.equal(displayUrl('https://idp.example.com:8443/a/jwks?x=1'), 'https://idp.example.com:8443/a/jwks?[redacted]');
 });
 
 t.test('a reload takes over the JWKS of an unchanged provider: warm keys, no new fetch, survives the old close()', async (t) => {

@@ -76,6 +76,16 @@ const cases: Case[] = [
     yaml: `version: 1\nserver:\n  shutdownTimeout: -1\n${UP}${ROUTE}`,
     issues: ['3:20 server.shutdownTimeout: must be a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds'],
   },
+  {
+    name: 'a timer longer than Node can hold (it would fire at once)',
+    yaml: `version: 1\nserver:\n  shutdownTimeout: 25d\n${UP}    timeout: 30d\n${ROUTE}`,
+    issues: ['3:20 server.shutdownTimeout: must be at most 24d', '7:14 upstreams.default.timeout: must be at most 24d'],
+  },
+  {
+    name: 'a JWKS refresh period of 0 or beyond 24 days (a fetch loop against the IdP)',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [RS256]\n        jwksUrl: https://idp.example.com/jwks\n        jwksCacheMaxAge: 0\n        jwksCooldown: 30d\n`)}${ROUTE}`,
+    issues: ['14:23 auth.jwt.providers[0].jwksCooldown: must be at most 24d', '13:26 auth.jwt.providers[0].jwksCacheMaxAge: must be at least 1s'],
+  },
   { name: 'missing version', yaml: `${UP}${ROUTE}`, issues: ['1:1 version: required key is missing'] },
   { name: 'an unsupported version', yaml: `version: 2\n${UP}${ROUTE}`, issues: ['1:10 version: must be a whole number from 1 to 1'] },
   {

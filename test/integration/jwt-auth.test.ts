@@ -290,7 +290,7 @@ t.test('/readyz is 503 until a jwksUrl provider has loaded keys, then 200 after 
         audience: [${AUDIENCE}]
         algorithms: [RS256]
         jwksUrl: ${down.url}
-        jwksCacheMaxAge: 200ms
+        jwksCacheMaxAge: 1s
         jwksCooldown: 200ms
         claims: { tenant: org_id }`,
     routes: '  - name: api\n    match: { path: /** }\n    auth: jwt',
