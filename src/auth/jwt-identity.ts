@@ -47,14 +47,18 @@ function deepFreeze<T>(value: T): T {
 
 export type IdentityMapper = (payload: JWTPayload) => Identity;
 
+/** The last second a JavaScript Date can hold. */
+const MAX_EXP_S = 8.64e12;
+
 /** Built once per provider so the hot path only runs the pre-split readers. */
 export function compileIdentityMapper(provider: JwtProviderConfig): IdentityMapper {
   const read = Object.fromEntries(
     (Object.keys(provider.claims) as (keyof ClaimsMapping)[]).map((k) => [k, compilePath(provider.claims[k])]),
   ) as Record<keyof ClaimsMapping, ClaimReader>;
   return (payload) => {
-    // JSON reads 1e400 as Infinity: a token that never expires is not one an IdP means to issue.
-    if (!Number.isFinite(payload.exp)) throw new ProxyError('invalid_token', 'the token has an invalid claim', 'invalid_claims');
+    // JSON reads 1e400 as Infinity, and a Date ends at 8.64e12 s (year 275760): a token that never expires, or
+    // outlives every date, is not one an IdP means to issue (and `respond: identity` could not write its expiry).
+    if (!Number.isFinite(payload.exp) || (payload.exp as number) > MAX_EXP_S) throw new ProxyError('invalid_token', 'the token has an invalid claim', 'invalid_claims');
     const tenant = asIdentifier(read.tenant(payload)) ?? provider.defaultTenant;
     if (tenant === null) {
       throw new ProxyError('invalid_token', 'the token does not name a tenant', 'no_tenant');

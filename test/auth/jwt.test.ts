@@ -123,6 +123,19 @@ t.test('an exp that JSON reads as Infinity is refused', async (t) => {
   await refused(t, authenticator(t, provider({ secret: HS_SECRET, algorithms: ['HS256'] }), clock), token, 'invalid_token', 'invalid_claims');
 });
 
+t.test('an exp beyond the last date JavaScript can hold is refused; the last one is taken', async (t) => {
+  const clock = newClock();
+  const a = authenticator(t, provider({ secret: HS_SECRET, algorithms: ['HS256'] }), clock);
+  for (const exp of [9e12, 8.64e12 + 1]) {
+    const payload = `{"iss":"${ISSUER}","aud":"${AUDIENCE}","sub":"u","org_id":"acme","exp":${exp}}`;
+    const token = await new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader({ alg: 'HS256' }).sign(hs.privateKey);
+    await refused(t, a, token, 'invalid_token', 'invalid_claims');
+  }
+  const last = await sign(hs, clock, { exp: 8.64e12 });
+  const identity = await a.authenticate({ kind: 'jwt', token: last });
+  t.equal(new Date(identity.expiresAt!).toISOString(), '+275760-09-13T00:00:00.000Z', 'its expiry is a date');
+});
+
 t.test('an unknown critical header extension is refused', async (t) => {
   const clock = newClock();
   const token = await sign(rsa, clock, {}, { header: { crit: ['x-bound'], 'x-bound': true } as object, signOptions: { crit: { 'x-bound': true } } });
