@@ -42,7 +42,9 @@ function isWebSocketUpgrade(req: IncomingMessage): boolean {
  * (and one `&` each) are cut out of the text; every other byte of the query is forwarded as the client sent it.
  */
 function takeQueryToken(ex: Exchange): void {
-  if (!ex.search.includes('access_token')) return;
+  // The parameter name may be percent-encoded (access%5Ftoken): an upstream decoding the query reads it as
+  // access_token too, so any '%' means reading every name.
+  if (!ex.search.includes('access_token') && !ex.search.includes('%')) return;
   const kept: string[] = [];
   const tokens: string[] = [];
   for (const pair of ex.search.slice(1).split('&')) {

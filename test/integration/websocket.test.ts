@@ -115,6 +115,9 @@ t.test('?access_token= is cut out of the query text: every other byte reaches th
     [`?a=1&access_token=${K}&a=1`, '?a=1&a=1'],
     // The token value is percent-decoded (%2D is '-').
     [`?n=1&access_token=${KEY.replace(/-/g, '%2D')}`, '?n=1'],
+    // So is its name: an upstream decoding the query reads these as access_token too.
+    [`?n=1&access%5Ftoken=${K}`, '?n=1'],
+    [`?%61ccess_token=${K}&n=1`, '?n=1'],
   ];
   for (const [query, forwarded] of cases) {
     const client = await wsConnect(gh.port, `/ws/q${query}`);
@@ -130,6 +133,9 @@ t.test('two access_token parameters are two credentials: 400', async (t) => {
   const refused = await wsConnect(gh.port, `/ws/q?access_token=${KEY}&a=1&access_token=${KEY}`);
   t.equal(refused.status, 400);
   t.match(JSON.parse(refused.body), { error: 'bad_request', message: /exactly one credential/ });
+  t.equal(upstream.connections.length, before);
+  const spelled = await wsConnect(gh.port, `/ws/q?access_token=${KEY}&a=1&access%5Ftoken=${KEY}`);
+  t.equal(spelled.status, 400, 'the second one percent-encoded');
   t.equal(upstream.connections.length, before);
 });
 
