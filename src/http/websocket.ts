@@ -12,21 +12,71 @@ import { admit, fail, logAccess } from '../pipeline/pipeline.js';
 import { isProxyError, ProxyError, rejectOnSocket } from './errors.js';
 
 const tunnels = createProxyServer({ ws: true, xfwd: false, changeOrigin: false });
-tunnels.on('error', (_err: Error, _req: IncomingMessage, target: unknown) => {
+
+/** One upgrade on its way to the upstream, from tunnels.ws() until the upstream switched, answered or failed. */
+interface Handshake {
+  /** Gatehouse's own headers for the answer (X-Request-Id, rate-limit headers). */
+  readonly own: Record<string, string>;
+  readonly requestId: string;
+  readonly timeoutMs: number;
+  /** Called once, with the status the client got (or 504/502 when gatehouse answered for the upstream). */
+  readonly settle: (status: number, reason: string | null) => void;
+}
+
+const handshakes = new WeakMap<IncomingMessage, Handshake>();
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
+
+class UpstreamTimeout extends Error {}
+
+tunnels.on('error', (err: Error, req: IncomingMessage, target: unknown) => {
   const socket = target as Socket;
-  if (socket && 'writable' in socket) rejectOnSocket(socket, new ProxyError('bad_gateway', 'the upstream refused the upgrade', 'upstream_error'));
+  const handshake = handshakes.get(req);
+  handshakes.delete(req);
+  const error =
+    err instanceof UpstreamTimeout
+      ? new ProxyError('gateway_timeout', 'the upstream did not answer the upgrade in time', 'upstream_timeout')
+      : new ProxyError('bad_gateway', 'the upstream refused the upgrade', `upstream_error:${(err as NodeJS.ErrnoException).code ?? 'unknown'}`);
+  if (!socket || !('writable' in socket)) return;
+  // After the switch the connection speaks WebSocket: no HTTP answer can go on it any more.
+  if (!handshake) return void socket.destroy();
+  handshake.settle(socket.destroyed ? 499 : error.status, socket.destroyed ? 'client_closed' : error.reason);
+  rejectOnSocket(socket, error, handshake.requestId);
 });
 
-/** Gatehouse's own headers for a tunnel's 101 (X-Request-Id, rate-limit headers), from admission until the upstream request exists. */
-const ownHeaders = new WeakMap<IncomingMessage, Record<string, string>>();
-
-// http-proxy-3 writes the 101 itself, from the upstream's response headers, in its own 'upgrade' listener on the
-// upstream request. It emits 'proxyReqWs' just before attaching that listener, so this one runs first and its
-// names (lowercase, like proxyRes.headers) replace the upstream's.
-tunnels.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => {
-  const own = ownHeaders.get(req);
-  ownHeaders.delete(req);
-  proxyReq.once('upgrade', (proxyRes: IncomingMessage) => Object.assign(proxyRes.headers, own));
+// http-proxy-3 writes the answer itself (the 101 from the upstream's headers, or the upstream's other answer), in
+// its own 'upgrade' and 'response' listeners on the upstream request. It emits 'proxyReqWs' just before
+// attaching them, so these run first: gatehouse's names (lowercase, like proxyRes.headers) replace the upstream's.
+tunnels.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, socket: Socket) => {
+  const handshake = handshakes.get(req);
+  if (!handshake) return;
+  // Until the upstream answers: a client that leaves ends the upstream request (http-proxy-3 only does so once
+  // switched), and an upstream that does not answer within the upstream timeout gets 504, as a plain request.
+  // 'end' too: node:http's sockets allow half-open connections, so a client's FIN alone never closes this one.
+  const clientGone = () => {
+    proxyReq.destroy();
+    socket.destroy();
+  };
+  socket.once('end', clientGone);
+  socket.once('close', clientGone);
+  proxyReq.setTimeout(handshake.timeoutMs, () => proxyReq.destroy(new UpstreamTimeout()));
+  const answered = (status: number) => {
+    handshakes.delete(req);
+    socket.off('end', clientGone);
+    socket.off('close', clientGone);
+    proxyReq.setTimeout(0);
+    handshake.settle(status, null);
+  };
+  proxyReq.once('upgrade', (proxyRes: IncomingMessage) => {
+    Object.assign(proxyRes.headers, handshake.own);
+    answered(101);
+  });
+  // Not a WebSocket endpoint after all: its answer is relayed and the connection closed, so it loses its
+  // hop-by-hop headers (http-proxy-3 frames the body itself) and gains gatehouse's own.
+  proxyReq.once('response', (proxyRes: IncomingMessage) => {
+    for (const name of HOP_BY_HOP) delete proxyRes.headers[name];
+    Object.assign(proxyRes.headers, handshake.own, { connection: 'close' });
+    answered(proxyRes.statusCode ?? 502);
+  });
 });
 
 /**
@@ -85,9 +135,17 @@ export function handleUpgrade(plan: Plan, req: IncomingMessage, socket: Socket, 
         headers.upgrade = ex.incoming!.upgrade ?? 'websocket';
         req.headers = headers as IncomingMessage['headers'];
         req.url = ex.path + ex.search;
-        ownHeaders.set(req, { ...ex.responseHeaders, 'x-request-id': ex.requestId });
-        ex.status = 101;
-        tunnels.ws(req, socket, head, { target: ex.route!.upstream.config.url });
+        const upstream = ex.route!.upstream;
+        // Logged when the upstream has switched, answered otherwise, or failed: the status the client got.
+        await new Promise<void>((resolve) => {
+          const settle = (status: number, reason: string | null) => {
+            ex.status = status;
+            ex.reason = reason;
+            resolve();
+          };
+          handshakes.set(req, { own: { ...ex.responseHeaders, 'x-request-id': ex.requestId }, requestId: ex.requestId, timeoutMs: upstream.config.timeoutMs, settle });
+          tunnels.ws(req, socket, head, { target: upstream.config.url });
+        });
       }
     } catch (err) {
       fail(ex, err);
