@@ -4,8 +4,11 @@ import { unmapped } from '../http/client-ip.js';
 import type { Exchange } from './exchange.js';
 import { CLIENT_ADDRESS_HEADERS } from './sanitize-headers.js';
 
-/** Visible ASCII, space and tab: anything else could split or smuggle a header. */
-const SAFE_VALUE = /^[\t\x20-\x7e]*$/;
+/**
+ * Visible ASCII, with spaces and tabs inside only: anything else could split or smuggle a header, and header
+ * parsers trim the edges, so ` admin@corp.example` would reach the upstream as another value than the claim.
+ */
+const SAFE_VALUE = /^(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?$/;
 
 function claimAt(claims: Readonly<Record<string, unknown>>, path: readonly string[]): string | undefined {
   let v: unknown = claims;

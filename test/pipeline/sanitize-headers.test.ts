@@ -202,6 +202,17 @@ t.test('client-address headers (X-Real-IP and kin) are believed only from a trus
   t.strictSame(sanitizeHeaders(plan(DEFAULT_IDENTITY, true), ['Connection', 'X-Real-IP', 'X-Real-IP', '6.6.6.6', 'X-Client-IP', '6.6.6.8']).headers, ['x-client-ip', '6.6.6.8']);
 });
 
+t.test('a claim header is sent only when the header carries the claim exactly: no edge whitespace, no control character', async (t) => {
+  const withEmail = (email: unknown): Identity => ({ ...IDENTITY, method: 'jwt', claims: { email } });
+  const sent = (email: unknown) => headerRecord(injectIdentity(exchange(sanitizeHeaders(plan(), []), withEmail(email))))['x-auth-email'];
+  t.equal(sent('admin@corp.example'), 'admin@corp.example');
+  t.equal(sent('Ada Lovelace <ada@corp.example>'), 'Ada Lovelace <ada@corp.example>', 'inner spaces are fine');
+  t.equal(sent(''), '', 'an empty claim is an empty header');
+  for (const bad of [' admin@corp.example', 'admin@corp.example\t', 'a\r\nX-Auth-Tenant: evil', 'caf\u00e9', ['admin@corp.example', '']]) {
+    t.equal(sent(bad), undefined, `left out: ${JSON.stringify(bad)}`);
+  }
+});
+
 t.test('a header named __proto__ (or constructor) is just a header', async (t) => {
   const out = sanitizeHeaders(plan(), ['__proto__', 'polluted', 'constructor', 'x', '__proto__', 'again', 'Accept', 'a']);
   t.strictSame(out.headers, ['__proto__', 'polluted', 'constructor', 'x', '__proto__', 'again', 'accept', 'a'], 'forwarded as sent, in order');
