@@ -21,25 +21,32 @@ export interface RedisStoreOptions {
 // The arithmetic of gcra.ts (gcra and peek) transcribed to Lua, in integer microseconds (see there
 // for why); test/support/store-contract.ts holds both stores to the same exact numbers.
 // One call decides several requests, one after the other, each all-or-nothing over its own buckets.
-// KEYS: the bucket keys of every request, in order. ARGV[1]: the number of requests. Then per
-// request: its now in µs, or '' to use Redis TIME (so replicas whose clocks disagree still share one
-// timeline), its bucket count n, and n pairs of limit and window (ms).
-// Returns, per request, {allowed, remaining1, resetMs1, retryAfterMs1, remaining2, ...}; when
+// KEYS: the bucket keys of every request, in order. ARGV[1]: the deadline in Redis TIME µs, or ''.
+// ARGV[2]: the number of requests. Then per request: its now in µs, or '' to use Redis TIME (so
+// replicas whose clocks disagree still share one timeline), its bucket count n, and n pairs of limit
+// and window (ms).
+// Returns {-1} when Redis runs the call after its deadline: the sender gave up on it at its command
+// timeout (a hung Redis) and has answered those requests already, so nothing is decided or charged.
+// Otherwise, per request, {allowed, remaining1, resetMs1, retryAfterMs1, remaining2, ...}; when
 // refused, every bucket's uncharged state (gcra.ts peek), since nothing was written for it.
 const CONSUME_LUA = `
 local redis_now
+local function time_now()
+  if redis_now == nil then
+    if redis.replicate_commands then redis.replicate_commands() end
+    local t = redis.call('TIME')
+    redis_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return redis_now
+end
+if ARGV[1] ~= '' and time_now() > tonumber(ARGV[1]) then return {-1} end
 local out = {}
 local k = 0
-local a = 2
-for r = 1, tonumber(ARGV[1]) do
+local a = 3
+for r = 1, tonumber(ARGV[2]) do
   local now
   if ARGV[a] == '' then
-    if redis_now == nil then
-      if redis.replicate_commands then redis.replicate_commands() end
-      local t = redis.call('TIME')
-      redis_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    end
-    now = redis_now
+    now = time_now()
   else
     now = tonumber(ARGV[a])
   end
@@ -91,6 +98,11 @@ return out
 
 /** While Redis is connected but not answering, how often a PING checks whether it answers again. */
 const STALL_PROBE_MS = 250;
+/** How often the offset between this host's clock and Redis TIME is measured again (clocks drift, and step). */
+const CLOCK_SYNC_MS = 30_000;
+
+/** This host's time in µs, on a monotonic clock (an NTP step here does not move it). */
+const localMicros = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
 /**
  * Most requests one script call decides. A turn with more sends several calls: one long script would
  * hold Redis (single-threaded) from every other client for its whole run.
@@ -117,6 +129,12 @@ export class RedisStore implements RateLimitStore {
   /** Connected but a command failed (a hung Redis times out without dropping the socket): not ready. */
   private stalled = false;
   private probe: NodeJS.Timeout | null = null;
+  /**
+   * Redis TIME minus this host's time, and the round trip of that measurement (µs), or null before the first.
+   * A call carries the Redis time after which it must not run: its command timeout here, less one round trip.
+   */
+  private clockOffset: { offsetUs: number; rttUs: number } | null = null;
+  private clockSync: NodeJS.Timeout | null = null;
   /** Consumes of this event-loop turn, sent together by flush. */
   private waiting: Waiting[] = [];
 
@@ -142,7 +160,32 @@ export class RedisStore implements RateLimitStore {
       if (this.down) this.options.logger?.info('rate-limit redis reconnected');
       this.down = false;
       this.stalled = false;
+      this.syncClock();
     });
+  }
+
+  /** Measures the offset to Redis TIME now, then every CLOCK_SYNC_MS while connected. */
+  private syncClock(): void {
+    if (this.clockSync) clearTimeout(this.clockSync);
+    this.clockSync = null;
+    if (this.closed) return;
+    const sent = localMicros();
+    this.client.time().then(
+      ([seconds, micros]) => {
+        const received = localMicros();
+        const redisUs = Number(seconds) * 1_000_000 + Number(micros);
+        this.clockOffset = { offsetUs: redisUs - (sent + received) / 2, rttUs: received - sent };
+      },
+      () => {},
+    );
+    this.clockSync = setTimeout(() => this.syncClock(), CLOCK_SYNC_MS).unref();
+  }
+
+  /** The Redis time after which a call sent now would come back too late to be used, or '' before the first sync. */
+  private deadline(): string {
+    const clock = this.clockOffset;
+    if (clock === null) return '';
+    return String(Math.round(localMicros() + clock.offsetUs + this.options.commandTimeoutMs * 1000 - clock.rttUs));
   }
 
   /**
@@ -166,7 +209,7 @@ export class RedisStore implements RateLimitStore {
     if (batch.length === 0) return;
     this.waiting = [];
     const keys: string[] = [];
-    const args: string[] = [String(batch.length)];
+    const args: string[] = [this.deadline(), String(batch.length)];
     for (const { buckets, now } of batch) {
       args.push(now, String(buckets.length));
       for (const b of buckets) {
@@ -186,6 +229,15 @@ export class RedisStore implements RateLimitStore {
 
   private decided(batch: readonly Waiting[], reply: number[]): void {
     if (this.stalled) this.answering();
+    if (reply[0] === -1) {
+      // Redis judged the call late, yet its answer came back in time: the clock offset is off (a clock stepped).
+      // Calls go without a deadline until it is measured again.
+      this.clockOffset = null;
+      this.syncClock();
+      const failure = new StoreUnavailableError('rate-limit redis: the call reached Redis after its deadline');
+      for (const w of batch) w.reject(failure);
+      return;
+    }
     let at = 0;
     for (const { buckets, resolve } of batch) {
       const allowed = reply[at] === 1;
@@ -206,6 +258,7 @@ export class RedisStore implements RateLimitStore {
   async close(): Promise<void> {
     this.closed = true;
     if (this.probe) clearTimeout(this.probe);
+    if (this.clockSync) clearTimeout(this.clockSync);
     if (this.client.status === 'end') return;
     try {
       await this.client.quit();

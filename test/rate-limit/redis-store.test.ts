@@ -170,6 +170,33 @@ if (skip) {
     await until(async () => (await store.consume([perMinute]).catch(() => undefined)) !== undefined, 5000, 'answers');
   });
 
+  t.test('redis: a call Redis runs only after its command timeout (a hung Redis) charges nothing', async (t) => {
+    const clock = new ManualClock();
+    const { store, raw } = await openWithRaw(t, { keyPrefix: 'late:', clock, commandTimeoutMs: 200 });
+    const bucket = { key: 'k', limit: 5, windowMs: 60_000 };
+    t.equal((await store.consume([bucket])).buckets[0].remaining, 4, 'one unit used');
+    const before = await raw.get('late:k');
+    server.pause();
+    try {
+      for (let i = 0; i < 3; i++) await rejectsWithin(t, store.consume([bucket]), 200 + 300, `consume ${i} against a hung Redis`);
+    } finally {
+      server.resume();
+    }
+    // The three scripts run as soon as Redis does, before this GET.
+    t.equal(await raw.get('late:k'), before, 'refused requests consumed nothing when Redis ran their calls late');
+    t.equal((await store.consume([bucket])).buckets[0].remaining, 3, 'the next request is the second unit used');
+  });
+
+  t.test('redis: a call judged late although its answer came in time (a clock stepped) fails once, then the offset is measured again', async (t) => {
+    const { store, raw } = await openWithRaw(t, { keyPrefix: 'skew:', clock: new ManualClock() });
+    const bucket = { key: 'k', limit: 5, windowMs: 60_000 };
+    await store.consume([bucket]);
+    (store as unknown as { clockOffset: { offsetUs: number; rttUs: number } }).clockOffset = { offsetUs: -3_600_000_000, rttUs: 0 };
+    await rejectsWithin(t, store.consume([bucket]), 1000, 'a call whose deadline passed an hour ago');
+    t.equal((await store.consume([bucket])).buckets[0].remaining, 3, 'the next one is decided; the refused one charged nothing');
+    t.ok(await raw.exists('skew:k'));
+  });
+
   t.test('redis: close() quits and returns promptly even while Redis is down', async (t) => {
     const store = await open();
     await store.close();
