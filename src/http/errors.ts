@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'bad_gateway'
   | 'service_unavailable'
   | 'gateway_timeout'
+  | 'not_implemented'
   | 'internal_error';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -33,6 +34,7 @@ const STATUS: Record<ErrorCode, number> = {
   bad_gateway: 502,
   service_unavailable: 503,
   gateway_timeout: 504,
+  not_implemented: 501,
   internal_error: 500,
 };
 

@@ -18,6 +18,7 @@ export enum HeaderKind {
   Upgrade,
   /** A client-address header (X-Real-IP and kin) under trustProxy: kept only when the peer is a trusted proxy. */
   ClientAddress,
+  TransferEncoding,
 }
 
 interface Classified {
@@ -66,6 +67,7 @@ export class HeaderPlan {
     const exact = new Map<string, HeaderKind>(HOP_BY_HOP.map((h) => [h, HeaderKind.Drop]));
     exact.set('connection', HeaderKind.Connection);
     exact.set('upgrade', HeaderKind.Upgrade);
+    exact.set('transfer-encoding', HeaderKind.TransferEncoding);
     exact.set('authorization', HeaderKind.Authorization);
     if (apiKeyHeader) exact.set('x-api-key', HeaderKind.ApiKey);
     exact.set('x-forwarded-for', HeaderKind.ForwardedFor);
@@ -117,6 +119,7 @@ export class SanitizedHeaders {
 export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): SanitizedHeaders {
   const out = new SanitizedHeaders();
   let connectionTokens: string[] | null = null;
+  let transferCodings: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const { kind, lower } = plan.classify(raw[i]);
     const value = raw[i + 1];
@@ -153,6 +156,9 @@ export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): Sanit
       case HeaderKind.Upgrade:
         out.upgrade = value;
         break;
+      case HeaderKind.TransferEncoding:
+        transferCodings = transferCodings === undefined ? value : `${transferCodings},${value}`;
+        break;
       case HeaderKind.ClientAddress:
         out.headers.push(lower, value);
         out.clientAddress = true;
@@ -161,6 +167,7 @@ export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): Sanit
         break;
     }
   }
+  if (transferCodings !== undefined && transferCodings.trim().toLowerCase() !== 'chunked') refuseTransferCodings(transferCodings);
   if (connectionTokens) {
     // Only headers that would otherwise be kept can be dropped this way; injected ones come later.
     let named: Set<string> | null = null;
@@ -171,6 +178,17 @@ export function sanitizeHeaders(plan: HeaderPlan, raw: readonly string[]): Sanit
     if (named) removeHeaders(out.headers, named);
   }
   return out;
+}
+
+/**
+ * node:http takes `Transfer-Encoding: gzip, chunked` and hands over the body still gzipped; forwarded with new
+ * framing and no word of the gzip, the upstream would read other bytes than the client sent. Only chunked alone
+ * is understood here, and RFC 9112 section 6.1 answers any other coding with 501.
+ */
+function refuseTransferCodings(value: string): void {
+  const codings = value.split(',').map((c) => c.trim().toLowerCase()).filter(Boolean);
+  if (codings.length === 1 && codings[0] === 'chunked') return;
+  throw new ProxyError('not_implemented', 'only the chunked transfer coding is supported', 'unsupported_transfer_coding');
 }
 
 /** Takes every header whose (lower-case) name is in `names` out of a flat list, in place. */

@@ -569,6 +569,17 @@ t.test('a malformed request line gets 400 JSON', async (t) => {
   }
 });
 
+t.test('a body in a transfer coding other than chunked (gzip, chunked) is 501 JSON and never forwarded', async (t) => {
+  const before = upstream.requests.length;
+  const answer = await raw(gw.port, 'POST /open/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+  t.equal(rawStatus(answer), 501);
+  t.match(answer, /"error":"not_implemented"/);
+  t.equal(upstream.requests.length, before, 'not forwarded');
+  const chunked = await raw(gw.port, 'POST /open/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+  t.equal(rawStatus(chunked), 200, 'chunked alone is forwarded');
+  t.equal(upstream.requests.at(-1)!.body.toString(), 'hello');
+});
+
 t.test('two Host headers are a 400', async (t) => {
   const answer = await raw(gw.port, 'GET /open/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
   t.equal(rawStatus(answer), 400);

@@ -213,6 +213,13 @@ t.test('a claim header is sent only when the header carries the claim exactly: n
   }
 });
 
+t.test('Transfer-Encoding: chunked alone is understood; any other coding is 501, never forwarded', async (t) => {
+  for (const value of ['chunked', 'Chunked', ' chunked ']) t.strictSame(sanitizeHeaders(plan(), ['Transfer-Encoding', value, 'Accept', 'a']).headers, ['accept', 'a'], value);
+  for (const raw of [['Transfer-Encoding', 'gzip, chunked'], ['Transfer-Encoding', 'gzip', 'Transfer-Encoding', 'chunked'], ['transfer-encoding', 'x-custom,chunked']]) {
+    t.throws(() => sanitizeHeaders(plan(), raw), { code: 'not_implemented', status: 501, reason: 'unsupported_transfer_coding' }, raw.join(' '));
+  }
+});
+
 t.test('a header named __proto__ (or constructor) is just a header', async (t) => {
   const out = sanitizeHeaders(plan(), ['__proto__', 'polluted', 'constructor', 'x', '__proto__', 'again', 'Accept', 'a']);
   t.strictSame(out.headers, ['__proto__', 'polluted', 'constructor', 'x', '__proto__', 'again', 'accept', 'a'], 'forwarded as sent, in order');
