@@ -26,7 +26,7 @@ export interface GatewayOptions {
 export function createStore(config: GatehouseConfig, clock: Clock, logger: Logger): RateLimitStore {
   const r = config.rateLimit;
   if (r.store === 'redis') return new RedisStore({ url: r.redis.url, keyPrefix: r.redis.keyPrefix, commandTimeoutMs: r.redis.commandTimeoutMs, logger });
-  return new MemoryStore({ maxKeys: r.maxKeys, clock });
+  return new MemoryStore({ maxKeys: r.maxKeys, clock, logger });
 }
 
 /** Settings a running process cannot change without a restart. */

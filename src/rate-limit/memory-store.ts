@@ -1,18 +1,30 @@
 // In-process rate-limit store: GCRA TATs in an LRU bounded by key count; exact within one process.
 import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
 import { gcra, peek, toMicros } from './gcra.js';
 import type { BucketRequest, BucketState, Decision, RateLimitStore } from './store.js';
 
 export interface MemoryStoreOptions {
-  /** Most keys held; the least recently used is evicted first (that key starts over with a full bucket). */
+  /**
+   * Most keys held. A new key takes the place of a bucket that is full again (its absence means the same),
+   * looked for among the least recently used; never of a bucket still in use, which would reset its limit.
+   */
   readonly maxKeys: number;
   readonly clock?: Clock;
+  readonly logger?: Logger;
 }
+
+/** How many of the least recently used keys a new key may look at for a full bucket to replace. */
+const EVICTION_SCAN = 16;
 
 export class MemoryStore implements RateLimitStore {
   private readonly tats: LRUCache<string, number>;
   private readonly clock: Clock;
+  private readonly maxKeys: number;
+  private readonly logger: Logger | undefined;
+  /** Charges not recorded because every bucket looked at was still in use (the table is full of live buckets). */
+  untracked = 0;
 
   constructor(options: MemoryStoreOptions) {
     if (!Number.isInteger(options.maxKeys) || options.maxKeys < 1) {
@@ -21,6 +33,8 @@ export class MemoryStore implements RateLimitStore {
     // No lru-cache TTL: it runs on its own clock, not ours. A stale TAT is harmless (gcra treats a
     // past TAT as a full bucket) and the key bound caps memory either way.
     this.tats = new LRUCache({ max: options.maxKeys });
+    this.maxKeys = options.maxKeys;
+    this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
   }
 
@@ -63,7 +77,37 @@ export class MemoryStore implements RateLimitStore {
       // Nothing is charged, so every bucket reports its state as it stands.
       return { allowed, buckets: buckets.map((b, i) => peek(seen[i], nowUs, b.limit, b.windowMs)) };
     }
-    for (const [key, tat] of pending) this.tats.set(key, tat);
+    for (const [key, tat] of pending) {
+      if (this.tats.size >= this.maxKeys && !this.tats.has(key) && !this.makeRoom(nowUs)) this.notRecorded();
+      else this.tats.set(key, tat);
+    }
     return { allowed, buckets: charged };
+  }
+
+  /** Counts a charge left unrecorded, and says so in the log at the 1st, 10th, 100th... */
+  private notRecorded(): void {
+    this.untracked++;
+    if (Number.isInteger(Math.log10(this.untracked))) {
+      this.logger?.warn({ maxKeys: this.maxKeys, untracked: this.untracked }, 'rate-limit memory store full of buckets in use; new keys go unrecorded (raise rateLimit.maxKeys)');
+    }
+  }
+
+  /**
+   * Frees one place for a new key by dropping a bucket that is full again, if one is among the least recently
+   * used. lru-cache alone would drop the least recently used bucket whatever its state, so a client could reset
+   * its own spent bucket by touching maxKeys fresh ones (new addresses on a `by: ip` route). When every bucket
+   * looked at is still in use, the new key goes unrecorded: its request is decided as a fresh bucket's, and
+   * every bucket in use keeps its state.
+   */
+  private makeRoom(nowUs: number): boolean {
+    let looked = 0;
+    for (const key of this.tats.rkeys()) {
+      if (this.tats.peek(key)! <= nowUs) {
+        this.tats.delete(key);
+        return true;
+      }
+      if (++looked === EVICTION_SCAN) break;
+    }
+    return false;
   }
 }
