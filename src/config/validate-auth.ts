@@ -167,6 +167,8 @@ export function readFailedAuth(cx: ReadContext, auth: MapReader): FailedAuthConf
   const limit = f?.int('limit', undefined, 1, 1_000_000);
   const windowMs = f?.duration('window');
   f?.done();
+  // 0 would turn the guard off without a word.
+  if (windowMs === 0) cx.issues.at(f?.get('window'), 'auth.failedAuth.window: must be longer than 0');
   return limit && windowMs ? { limit, windowMs } : null;
 }
 

@@ -62,5 +62,7 @@ function readOverride(cx: ReadContext, node: Node | null, path: string, keyNode:
   const limit = o?.int('limit', undefined, 1, 1_000_000_000);
   const windowMs = o?.duration('window');
   o?.done();
+  // 0 would drop the override without a word, leaving the policy's limit.
+  if (windowMs === 0) cx.issues.at(o?.get('window'), `${path}.window: must be longer than 0`);
   return limit && windowMs ? { limit, windowMs } : undefined;
 }

@@ -86,6 +86,17 @@ const cases: Case[] = [
     yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [RS256]\n        jwksUrl: https://idp.example.com/jwks\n        jwksCacheMaxAge: 0\n        jwksCooldown: 30d\n`)}${ROUTE}`,
     issues: ['14:23 auth.jwt.providers[0].jwksCooldown: must be at most 24d', '13:26 auth.jwt.providers[0].jwksCacheMaxAge: must be at least 1s'],
   },
+  {
+    name: 'a window of 0 (it would turn a limit or the failed-auth guard off without a word)',
+    yaml:
+      `version: 1\n${UP}auth:\n  failedAuth: { limit: 3, window: 0 }\nrateLimit:\n  policies:\n    std: { limit: 10, window: 0, by: ip }\n    ok: { limit: 10, window: 1m, by: ip }\n` +
+      `  tenants:\n    acme:\n      ok: { limit: 1000, window: 0 }\n${ROUTE}`,
+    issues: [
+      '6:35 auth.failedAuth.window: must be longer than 0',
+      '9:31 rateLimit.policies.std.window: must be longer than 0',
+      '13:34 rateLimit.tenants.acme.ok.window: must be longer than 0',
+    ],
+  },
   { name: 'missing version', yaml: `${UP}${ROUTE}`, issues: ['1:1 version: required key is missing'] },
   { name: 'an unsupported version', yaml: `version: 2\n${UP}${ROUTE}`, issues: ['1:10 version: must be a whole number from 1 to 1'] },
   {
