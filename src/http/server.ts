@@ -139,6 +139,8 @@ export class Gateway {
   }
 
   notReadyReason(): string | null {
+    // Shutting down: load balancers must stop sending here while in-flight requests finish.
+    if (this.draining) return 'shutting down';
     if (!this.runtime.store.ready()) return 'rate-limit store unavailable';
     if (this.current.jwt && !this.current.jwt.ready()) return 'a JWT provider has no usable key set yet';
     return null;

@@ -65,6 +65,21 @@ t.test('close() lets an in-flight request finish, refuses new connections, then 
   t.match(gw.logs.find((l) => l.path === '/slow'), { status: 200, reason: null }, 'the request is logged as served');
 });
 
+t.test('/readyz answers 503 while draining, so load balancers stop sending here; /healthz stays 200', async (t) => {
+  const gw = await startGatehouse(configYaml({ admin: true }), { UPSTREAM: upstream.url });
+  t.equal((await call(`${gw.adminUrl}/readyz`)).status, 200, 'ready before');
+  const before = seen('/slow');
+  const inFlight = call(`${gw.url}/slow`);
+  await until(() => seen('/slow') === before + 1, 2000, 'the upstream has the slow request');
+  const closing = gw.close();
+  const ready = await call(`${gw.adminUrl}/readyz`);
+  t.equal(ready.status, 503, 'not ready while draining');
+  t.match(ready.text, /shutting down/);
+  t.equal((await call(`${gw.adminUrl}/healthz`)).status, 200, 'still alive');
+  t.equal((await inFlight).status, 200, 'the in-flight request finishes');
+  await closing;
+});
+
 t.test('with shutdownTimeout: 200ms a request hanging forever does not hold close() up', async (t) => {
   const gw = await startGatehouse(configYaml({ server: '  shutdownTimeout: 200ms\n' }), { UPSTREAM: upstream.url });
   const before = seen('/hang');
