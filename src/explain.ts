@@ -10,14 +10,18 @@ import { Metrics } from './observe/metrics.js';
 import { authenticate } from './pipeline/authenticate.js';
 import { authorize } from './pipeline/authorize.js';
 import { Exchange } from './pipeline/exchange.js';
+import { redactQueryToken, takeQueryToken } from './auth/query-token.js';
 import { injectIdentity } from './pipeline/inject-identity.js';
 import { matchRoute, normalizePath } from './pipeline/match-route.js';
 import { headerRecord, sanitizeHeaders } from './pipeline/sanitize-headers.js';
 import { MemoryStore } from './rate-limit/memory-store.js';
 
 const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key']);
-/** An access_token in a query is a credential on upgrades and a secret anywhere: explain never prints it. */
-const redactQuery = (url: string) => url.replace(/([?&]access_token=)[^&]*/g, '$1[redacted]');
+/** An access_token in a query (in any spelling) is a credential on upgrades and a secret anywhere: never printed. */
+function redactQuery(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q) + redactQueryToken(url.slice(q));
+}
 
 export async function explain(config: GatehouseConfig, method: string, url: string, headers: Array<[string, string]>): Promise<object> {
   // A remote JWKS would need the network: such providers are left out and reported instead.
@@ -37,6 +41,12 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
     const q = url.indexOf('?');
     ex.path = normalizePath(q === -1 ? url : url.slice(0, q));
     ex.search = q === -1 ? '' : url.slice(q);
+    // As the proxy does for a WebSocket upgrade (http/websocket.ts): its credential may come as ?access_token=.
+    if (method === 'GET' && ex.incoming.upgrade?.toLowerCase() === 'websocket') {
+      const taken = takeQueryToken(ex.search);
+      ex.queryToken = taken.token;
+      ex.search = taken.search;
+    }
     ex.route = matchRoute(plan.routes, method, ex.path);
     out.route = { name: ex.route.name, path: ex.route.config.path, auth: ex.route.config.auth, upstream: ex.route.upstream?.config.url ?? null, respond: ex.route.config.respond };
     const credential = describeCredential(ex, remote.map((p) => [p.issuer, p.name] as const));
@@ -82,9 +92,10 @@ type CredentialReport = Record<string, unknown> & { needsNetwork?: boolean; veri
 
 function describeCredential(ex: Exchange, remoteIssuers: ReadonlyArray<readonly [string, string]>): CredentialReport | null {
   const { authorization, apiKey } = ex.incoming!;
-  if (authorization.length + apiKey.length === 0) return null;
-  const source = apiKey.length ? 'X-API-Key' : 'Authorization';
-  const value = apiKey[0] ?? authorization[0].replace(/^\S+\s+/, '');
+  const query = ex.queryToken;
+  if (authorization.length + apiKey.length === 0 && query === undefined) return null;
+  const source = apiKey.length ? 'X-API-Key' : authorization.length ? 'Authorization' : 'access_token';
+  const value = apiKey[0] ?? (authorization.length ? authorization[0].replace(/^\S+\s+/, '') : query!);
   try {
     const claims = decodeJwt(value);
     const remote = remoteIssuers.find(([iss]) => iss === claims.iss);

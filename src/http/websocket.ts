@@ -3,7 +3,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createProxyServer } from 'http-proxy-3';
-import { twoCredentials } from '../auth/credential.js';
+import { takeQueryToken } from '../auth/query-token.js';
 import type { Plan } from '../config/compile.js';
 import { Exchange } from '../pipeline/exchange.js';
 import { injectIdentity } from '../pipeline/inject-identity.js';
@@ -87,30 +87,6 @@ function isWebSocketUpgrade(req: IncomingMessage): boolean {
   return req.method === 'GET' && req.headers.upgrade?.toLowerCase() === 'websocket';
 }
 
-/**
- * Moves `?access_token=` out of the query: browsers cannot set headers on a WebSocket. Only the token pairs
- * (and one `&` each) are cut out of the text; every other byte of the query is forwarded as the client sent it.
- */
-function takeQueryToken(ex: Exchange): void {
-  // The parameter name may be percent-encoded (access%5Ftoken): an upstream decoding the query reads it as
-  // access_token too, so any '%' means reading every name.
-  if (!ex.search.includes('access_token') && !ex.search.includes('%')) return;
-  const kept: string[] = [];
-  const tokens: string[] = [];
-  for (const pair of ex.search.slice(1).split('&')) {
-    // Decoded as URLSearchParams decodes a query ('+' is a space, then percent-decoding); the leading '&' keeps
-    // it from dropping a '?' that starts the pair.
-    const [entry] = new URLSearchParams(`&${pair}`);
-    if (entry?.[0] === 'access_token') tokens.push(entry[1]);
-    else kept.push(pair);
-  }
-  if (tokens.length > 1) throw twoCredentials();
-  if (tokens.length === 0) return;
-  ex.queryToken = tokens[0];
-  const rest = kept.join('&');
-  ex.search = rest ? `?${rest}` : '';
-}
-
 export function handleUpgrade(plan: Plan, req: IncomingMessage, socket: Socket, head: Buffer): void {
   const ex = new Exchange(plan, req, null, performance.now());
   socket.on('error', () => socket.destroy());
@@ -121,7 +97,10 @@ export function handleUpgrade(plan: Plan, req: IncomingMessage, socket: Socket, 
       const original = req.url ?? '';
       const q = original.indexOf('?');
       ex.search = q === -1 ? '' : original.slice(q);
-      takeQueryToken(ex);
+      // Browsers cannot set headers on a WebSocket: its credential may come as ?access_token=.
+      const taken = takeQueryToken(ex.search);
+      ex.queryToken = taken.token;
+      ex.search = taken.search;
       req.url = (q === -1 ? original : original.slice(0, q)) + ex.search;
       await admit(ex);
       if (!ex.route!.upstream) throw new ProxyError('bad_request', 'this route does not accept upgrades', 'upgrade_not_supported');

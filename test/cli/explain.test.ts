@@ -198,6 +198,26 @@ t.test('a token typed into the explained URL as ?access_token= is redacted from 
   assertNoSecret(t, JSON.stringify(out), [token, ADMIN_KEY]);
 });
 
+t.test('a WebSocket upgrade is explained as the proxy admits it: ?access_token= in any spelling is its credential, never shown', async (t) => {
+  const upgrade: Array<[string, string]> = [['Upgrade', 'websocket'], ['Connection', 'Upgrade']];
+  for (const name of ['access_token', 'access%5Ftoken', '%61ccess_token']) {
+    const out: any = await explain(config, 'GET', `/api/things?a=1&${name}=${encodeURIComponent(ADMIN_KEY)}&b=2`, upgrade);
+    t.equal(out.outcome, 'allowed', `${name}: allowed, as the proxy does`);
+    t.match(out.credential, { source: 'access_token', verified: true });
+    t.equal(out.request.url, `/api/things?a=1&${name}=[redacted]&b=2`);
+    t.equal(out.upstreamRequest.url.endsWith('/api/things?a=1&b=2'), true, 'the token is cut out of the forwarded query');
+    assertNoSecret(t, JSON.stringify(out), [ADMIN_KEY, encodeURIComponent(ADMIN_KEY)]);
+  }
+  // Not an upgrade: no credential, and still never shown.
+  const plain: any = await explain(config, 'GET', `/api/things?access%5Ftoken=${ADMIN_KEY}`, []);
+  t.equal(plain.credential, null);
+  t.equal(plain.request.url, '/api/things?access%5Ftoken=[redacted]');
+  assertNoSecret(t, JSON.stringify(plain), [ADMIN_KEY]);
+  const two: any = await explain(config, 'GET', `/api/x?access_token=${ADMIN_KEY}&access%5Ftoken=${ADMIN_KEY}`, upgrade);
+  t.match(two.error, { status: 400, reason: 'two_credentials' });
+  assertNoSecret(t, JSON.stringify(two), [ADMIN_KEY]);
+});
+
 t.test('a key-looking header is never shown: X_API_Key is dropped, and an X-API-Key that is no key source is redacted', async (t) => {
   const lookalike = 'gh_lookalike_0123456789abcdefghijk';
   const dropped: any = await explain(config, 'GET', '/api/reports/daily', [['X-API-Key', ADMIN_KEY], ['X_Api_Key', lookalike]]);
