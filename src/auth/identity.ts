@@ -17,6 +17,12 @@ export interface Identity {
 }
 
 /**
+ * API key ids and JWT provider names: sent as X-Auth-Key-Id and written in logs, so short, visible and without
+ * anything a header, a log line or a YAML plain scalar would read differently.
+ */
+export const KEY_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
  * Identity values become header values (identity.headers). An upstream must read back exactly what gatehouse
  * decided on: visible ASCII with inner spaces or tabs, never a control character (header injection), non-ASCII
  * text (no single reading in HTTP/1.1) or whitespace at either end (parsers trim it, so `alice ` would reach

@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
 import { hashApiKey } from './api-keys.js';
+import { KEY_NAME, unsafeIdentityField } from './identity.js';
 
 /** One entry under `auth.apiKeys.keys`, as written in the YAML file. */
 export interface ApiKeyEntryYaml {
@@ -44,10 +45,6 @@ const KEY_BYTES = 32;
 
 // No `.` in a prefix: a `Bearer` value with dots could be mistaken for a JWT (SPEC section 3).
 const PREFIX = /^[A-Za-z0-9_-]{0,32}$/;
-// Ids show up in logs and in the X-Auth-Key-Id header, so they stay short and free of spaces and control chars.
-const KEY_ID = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$/;
-// Identity values become upstream header values; a control character there would break or forge headers.
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
@@ -70,17 +67,22 @@ export function generateApiKey(options: GenerateApiKeyOptions = {}): GeneratedAp
     throw new Error(`--prefix may only use letters, digits, "_" and "-" (at most 32), got "${prefix}"`);
   }
   const id = options.id ?? `key-${randomBytes(4).toString('hex')}`;
-  if (!KEY_ID.test(id)) {
-    throw new Error(`--id must start with a letter or digit and use only letters, digits and . _ : @ / - (at most 128), got "${id}"`);
-  }
-  const tenant = checkedValue('--tenant', options.tenant ?? 'default');
-  const subject = checkedValue('--subject', options.subject ?? id);
+  // The same rules as the config's (config/validate-auth.ts): a printed entry must pass `gatehouse check`.
+  if (!KEY_NAME.test(id)) throw new Error(`--id must be 1-128 characters of A-Z a-z 0-9 . _ : -, got "${id}"`);
+  const tenant = options.tenant ?? 'default';
+  const subject = options.subject ?? id;
   const access = options.access ?? 'full';
   if (access !== 'full' && access !== 'read-only') throw new Error(`--access must be full or read-only, got "${String(access)}"`);
+  const role = options.role;
+  const scopes = options.scopes === undefined || options.scopes.length === 0 ? undefined : options.scopes;
+  const unsafe = unsafeIdentityField({ tenant, subject, role: role ?? null, scopes: scopes ?? [] });
+  if (unsafe === 'scopes') throw new Error(`--scopes entries must be visible ASCII without spaces, got ${JSON.stringify(scopes)}`);
+  if (unsafe) {
+    const value = { tenant, subject, role }[unsafe as 'tenant' | 'subject' | 'role'];
+    throw new Error(`--${unsafe} must be visible ASCII, inner spaces allowed, none at either end, got ${JSON.stringify(value)}`);
+  }
 
   const key = prefix + randomBytes(KEY_BYTES).toString('base64url');
-  const role = options.role === undefined ? undefined : checkedValue('--role', options.role);
-  const scopes = options.scopes === undefined || options.scopes.length === 0 ? undefined : options.scopes.map(checkedScope);
   const expiresAt =
     options.expires === undefined ? undefined : isoSeconds((options.now ?? Date.now()) + parseExpires(options.expires));
   // Field order follows the documented example, so the pasted entry reads like its neighbours.
@@ -109,21 +111,6 @@ export function hashKeyInput(stdinText: string): `sha256:${string}` {
     throw new Error('stdin holds more than one line: pass exactly one API key');
   }
   return `sha256:${hashApiKey(key)}`;
-}
-
-function checkedValue(flag: string, value: string): string {
-  if (value.length === 0 || value.trim() !== value || CONTROL.test(value)) {
-    throw new Error(`${flag} must be non-empty, without surrounding spaces or control characters`);
-  }
-  return value;
-}
-
-function checkedScope(scope: string): string {
-  // Scopes travel space-separated in X-Auth-Scopes, so a scope with a space would turn into two.
-  if (scope.length === 0 || /\s/.test(scope) || CONTROL.test(scope)) {
-    throw new Error(`--scopes entries must be non-empty and contain no spaces, got "${scope}"`);
-  }
-  return scope;
 }
 
 /** ISO-8601 UTC without milliseconds (truncated: a key never outlives what was asked for). */

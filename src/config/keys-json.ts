@@ -3,7 +3,8 @@
 // caller falls back to the positioned YAML reader, which is the one that reports errors.
 import { unsafeIdentityField } from '../auth/identity.js';
 import type { ApiKeyEntry } from './types.js';
-import { HASH, NAME } from './validate-auth.js';
+import { KEY_NAME } from '../auth/identity.js';
+import { HASH } from './validate-auth.js';
 
 const FIELDS = new Set(['id', 'hash', 'tenant', 'subject', 'role', 'scopes', 'access', 'plan', 'expiresAt', 'disabled']);
 
@@ -40,7 +41,7 @@ function plainEntry(item: unknown): ApiKeyEntry | null {
   const e = item as Record<string, unknown>;
   for (const k in e) if (!FIELDS.has(k)) return null;
   const { id, tenant, subject, role, scopes, access, plan, expiresAt, disabled } = e;
-  if (!isText(id) || !NAME.test(id) || !isText(e.hash) || !isText(tenant) || tenant === '') return null;
+  if (!isText(id) || !KEY_NAME.test(id) || !isText(e.hash) || !isText(tenant) || tenant === '') return null;
   const hash = HASH.exec(e.hash.toLowerCase())?.[1];
   if (!hash || !optionalText(subject) || subject === null || !optionalText(role) || !optionalText(plan)) return null;
   const scopeList = scopes === undefined || scopes === null ? [] : isText(scopes) ? [scopes] : scopes;

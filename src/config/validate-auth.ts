@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve, dirname } from 'node:path';
 import { isScalar, type Node } from 'yaml';
-import { unsafeIdentityField } from '../auth/identity.js';
+import { KEY_NAME, unsafeIdentityField } from '../auth/identity.js';
 import { validateProviderAlgorithms } from '../auth/jwt-algorithms.js';
 import { TIMER, TIMER_MAX_MS } from './duration.js';
 import { MapReader, readString, type ReadContext } from './reader.js';
@@ -13,7 +13,6 @@ const KEY_SOURCES = ['jwksUrl', 'jwksFile', 'publicKey', 'secret'] as const;
 const MIN_SECRET_BYTES = 32;
 /** An API key's `hash` and `id`, wherever keys are read from. */
 export const HASH = /^sha256:([0-9a-f]{64})$/;
-export const NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function readJwt(cx: ReadContext, auth: MapReader, configFile: string): { providers: JwtProviderConfig[]; cacheSize: number } {
   const jwt = auth.map('jwt');
@@ -38,7 +37,7 @@ export function readJwt(cx: ReadContext, auth: MapReader, configFile: string): {
 function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtProviderConfig | undefined {
   const name = p.str('name');
   // Sent as X-Auth-Key-Id for its tokens, like an API key id, and named in routes and metrics: the same rule.
-  if (name !== undefined && !NAME.test(name)) cx.issues.at(p.get('name'), `${p.keyPath('name')}: must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
+  if (name !== undefined && !KEY_NAME.test(name)) cx.issues.at(p.get('name'), `${p.keyPath('name')}: must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
   const issuer = p.str('issuer');
   const audience = p.strings('audience', undefined, true);
   const algorithms = p.strings('algorithms');
@@ -140,7 +139,7 @@ export function readKeyEntries(cx: ReadContext, items: Node[], path: string): Ap
     const expiresAt = readTimestamp(cx, k.get('expiresAt'), k.keyPath('expiresAt'));
     const disabled = k.bool('disabled', false);
     k.done();
-    if (id !== undefined && !NAME.test(id)) cx.issues.at(k.get('id'), `${k.keyPath('id')}: must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
+    if (id !== undefined && !KEY_NAME.test(id)) cx.issues.at(k.get('id'), `${k.keyPath('id')}: must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
     if (id !== undefined && ids.has(id)) cx.issues.at(k.get('id'), `${k.keyPath('id')}: key id "${id}" is used twice`);
     if (hash && hashes.has(hash)) cx.issues.at(k.get('hash'), `${k.keyPath('hash')}: the same key hash is used twice (key "${id ?? '?'}")`);
     if (id !== undefined) ids.add(id);
