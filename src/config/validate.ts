@@ -138,6 +138,7 @@ function readRoutes(cx: ReadContext, root: MapReader, config: GatehouseConfig, u
       const problem = checkPattern(path);
       if (problem) cx.issues.at(m?.get('path'), `${r.path}.match.path: ${problem}`);
     }
+    if (methods?.length === 0) cx.issues.at(m?.get('methods'), `${r.path}.match.methods: must list at least one method (leave it out to match every method)`);
     for (const method of methods ?? []) {
       if (!METHODS.includes(method)) cx.issues.at(m?.get('methods'), `${r.path}.match.methods: "${method}" is not an HTTP method (use upper case)`);
     }

@@ -15,6 +15,7 @@ export function checkPattern(pattern: string): string | null {
     if (s === '**' && i !== segments.length - 1) return '** may only be the last segment';
     if (s === '*' || s === '**') continue;
     if (s === '.' || s === '..') return 'dot segments never match (such paths are refused)';
+    if (s === '' && i !== segments.length - 1) return 'empty segments (//) never match (such paths are refused)';
     if (!LITERAL.test(s) || s.includes('*')) return `segment "${s}" has characters a route cannot match (use * and ** as whole segments)`;
   }
   return null;

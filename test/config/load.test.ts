@@ -97,6 +97,11 @@ const cases: Case[] = [
       '13:34 rateLimit.tenants.acme.ok.window: must be longer than 0',
     ],
   },
+  {
+    name: 'a route with an empty methods list (it would match nothing)',
+    yaml: `version: 1\n${UP}routes:\n  - name: all\n    match: { path: /**, methods: [] }\n    auth: none\n`,
+    issues: ['7:34 routes[0].match.methods: must list at least one method (leave it out to match every method)'],
+  },
   { name: 'missing version', yaml: `${UP}${ROUTE}`, issues: ['1:1 version: required key is missing'] },
   { name: 'an unsupported version', yaml: `version: 2\n${UP}${ROUTE}`, issues: ['1:10 version: must be a whole number from 1 to 1'] },
   {
