@@ -126,8 +126,10 @@ export class MapReader {
     const out: Array<[string, Node | null, Node]> = [];
     for (const p of this.node.items) {
       const keyNode = p.key as Node;
-      const name = isScalar(keyNode) ? String(keyNode.value) : '';
-      this.asked.add(name);
+      const written = isScalar(keyNode) ? String(keyNode.value) : '';
+      this.asked.add(written);
+      // `${NAME}` is expanded in a name as in any string (SPEC section 2), e.g. a tenant override keyed by env.
+      const name = isScalar(keyNode) && typeof keyNode.value === 'string' ? String(this.cx.scalar(keyNode)) : written;
       out.push([name, (p.value as Node | null) ?? null, keyNode]);
     }
     return out;

@@ -133,6 +133,11 @@ const cases: Case[] = [
     ],
   },
   {
+    name: 'an unset variable in a name (a tenant override keyed by env) is named too',
+    yaml: `version: 1\n${UP}rateLimit:\n  policies:\n    std: { limit: 10, window: 1m, by: tenant }\n  tenants:\n    \${BIG_TENANT}:\n      std: { limit: 5000, window: 1h }\n${ROUTE}`,
+    issues: ['9:5 environment variable BIG_TENANT is not set (use ${BIG_TENANT:-default} for a default)'],
+  },
+  {
     name: 'a variable that expands to a bad port',
     yaml: `version: 1\nserver:\n  port: \${PORT}\n${UP}${ROUTE}`,
     env: { PORT: 'abc' },
@@ -415,4 +420,11 @@ t.test('a minimal config gets every default of SPEC section 2', async (t) => {
     upstream: 'default',
     respond: null,
   });
+});
+
+t.test('${NAME} is expanded in a name as in any string: a tenant override keyed by an environment variable', async (t) => {
+  const yaml = `version: 1\n${UP}rateLimit:\n  policies:\n    std: { limit: 10, window: 1m, by: tenant }\n  tenants:\n    \${BIG_TENANT}:\n      std: { limit: 5000, window: 1h }\n${ROUTE}`;
+  const { config, issues } = load(yaml, { BIG_TENANT: 'acme' });
+  t.strictSame(issues, []);
+  t.strictSame(config!.rateLimit.tenants, { acme: { std: { limit: 5000, windowMs: 3_600_000 } } });
 });
