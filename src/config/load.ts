@@ -44,17 +44,18 @@ export function loadConfig(path: string, env: Env = process.env): GatehouseConfi
     const fromFile = loadKeysFile(keysFile, env);
     const ids = new Set(config.auth.apiKeys.keys.map((k) => k.id));
     const hashes = new Set(config.auth.apiKeys.keys.map((k) => k.hash));
-    const clash = fromFile.find((k) => ids.has(k.id) || hashes.has(k.hash));
-    if (clash) throw new ConfigError([keyClash(keysFile, clash)]);
+    const clashes = fromFile.filter((k) => ids.has(k.id) || hashes.has(k.hash));
+    if (clashes.length) throw new ConfigError(keyClashes(keysFile, clashes));
     config.auth.apiKeys.keys = [...config.auth.apiKeys.keys, ...fromFile];
   }
   return config;
 }
 
-function keyClash(file: string, key: ApiKeyEntry) {
+/** Every entry of the keys file that the main config defines too; named by id (a JSON keys file keeps no positions). */
+function keyClashes(file: string, keys: readonly ApiKeyEntry[]) {
   const list = new IssueList(file, new LineCounter());
-  list.atOffset(0, `key "${key.id}" is also defined in the main config (same id or hash)`);
-  return list.items[0];
+  for (const key of keys) list.atOffset(0, `key "${key.id}" is also defined in the main config (same id or hash)`);
+  return list.items;
 }
 
 /** The keys file: `keys:` with entries shaped like auth.apiKeys.keys. */

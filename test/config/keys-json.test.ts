@@ -3,7 +3,7 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { fastKeyEntries } from '../../src/config/keys-json.js';
-import { loadKeysFile } from '../../src/config/load.js';
+import { loadConfig, loadKeysFile } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/issues.js';
 import { writeTempFile } from '../support/harness.js';
 
@@ -70,4 +70,29 @@ t.test('doubtful JSON goes to the YAML reader, which refuses it with a position'
   t.equal(fastKeyEntries('keys: []'), null, 'YAML text is not for the fast path');
   t.equal(fastKeyEntries('{"keys": [], "extra": 1}'), null, 'unknown top-level key');
   t.equal(fastKeyEntries('{"keys": '), null, 'broken JSON');
+});
+
+t.test('every key the keys file shares with the main config (by id or by hash) is reported, at once', async (t) => {
+  const keysFile = writeTempFile('keys.json', JSON.stringify({ keys: [
+    { id: 'k1', hash: hash('other'), tenant: 't' },
+    { id: 'k2', hash: hash('main-1'), tenant: 't' },
+    { id: 'k3', hash: hash('own'), tenant: 't' },
+  ] }));
+  const config = writeTempFile('gatehouse.yaml', `version: 1
+upstreams:
+  default: { url: "http://127.0.0.1:3000" }
+auth:
+  apiKeys:
+    file: ${keysFile}
+    keys:
+      - { id: k1, hash: "${hash('main-1')}", tenant: acme }
+routes:
+  - { name: all, match: { path: /** }, auth: any }
+`);
+  const err = t.throws(() => loadConfig(config, {})) as ConfigError;
+  t.type(err, ConfigError);
+  t.strictSame(err.issues.map((i) => i.message), [
+    'key "k1" is also defined in the main config (same id or hash)',
+    'key "k2" is also defined in the main config (same id or hash)',
+  ]);
 });
