@@ -67,12 +67,27 @@ function load(path: string): GatehouseConfig {
   }
 }
 
+/** Listen failures that are the operator's setting or the machine's state, not a bug: one line, no stack. */
+const LISTEN_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'the address is already in use',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  EADDRNOTAVAIL: 'the address is not one of this machine',
+};
+
 async function serve(args: string[]): Promise<void> {
   const { values } = parse({ args, options: { config: configOption, help } });
   if (values.help) return void console.log(HELP.serve);
   const path = configPath(values.config);
   const gateway = new Gateway(load(path));
-  await gateway.listen();
+  try {
+    await gateway.listen();
+  } catch (err) {
+    const { code, address, port } = err as NodeJS.ErrnoException & { address?: string; port?: number };
+    const why = code === undefined ? undefined : LISTEN_ERRORS[code];
+    if (why === undefined) throw err;
+    process.stderr.write(`gatehouse: cannot listen on ${address}:${port}: ${why}\n`);
+    process.exit(1);
+  }
   const stopWatching = watchConfig(gateway, path);
   process.on('SIGHUP', () => reloadFrom(gateway, path));
   let stopping = false;

@@ -1,6 +1,6 @@
 // Graceful shutdown in-process (Gateway.close) and as a process (SIGTERM), and the CLI's exit codes.
 import t from 'tap';
-import { connect } from 'node:net';
+import { connect, createServer as createNetServer } from 'node:net';
 import { call, configYaml, raw, startGatehouse, startUpstream, writeTempFile, type Upstream } from '../support/harness.js';
 import { spawn } from 'node:child_process';
 import { CLI, ensureBuilt, serveCli, type CliRun } from '../support/built-cli.js';
@@ -226,6 +226,19 @@ t.test('the CLI', async (t) => {
     let clientClosed = false;
     void client.closed.then(() => (clientClosed = true));
     await until(() => clientClosed, 1000, 'the client socket is closed');
+  });
+
+  t.test('serve on a port already in use exits 1 with one line saying so, no stack trace', async (t) => {
+    const taken = await new Promise<import('node:net').Server>((resolve) => {
+      const server = createNetServer();
+      server.listen(0, '127.0.0.1', () => resolve(server));
+    });
+    t.teardown(() => new Promise((resolve) => taken.close(resolve)));
+    const port = (taken.address() as import('node:net').AddressInfo).port;
+    const config = writeTempFile('gatehouse.yaml', configYaml().replace('server:\n  port: 0\n', `server:\n  port: ${port}\n  host: 127.0.0.1\n`));
+    const run = await cli(['serve', '--config', config], { UPSTREAM: upstream.url });
+    t.equal(run.code, 1);
+    t.equal(run.stderr, `gatehouse: cannot listen on 127.0.0.1:${port}: the address is already in use\n`);
   });
 
   t.test('check exits 0 with a summary, 1 with every error as FILE:LINE:COL, 2 on a usage error', async (t) => {
