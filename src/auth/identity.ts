@@ -21,6 +21,7 @@ export interface Identity {
  * anything a header, a log line or a YAML plain scalar would read differently.
  */
 export const KEY_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+export const KEY_NAME_RULE = '1-128 characters of A-Z a-z 0-9 . _ : -';
 
 /**
  * Identity values become header values (identity.headers). An upstream must read back exactly what gatehouse
@@ -33,7 +34,12 @@ const HEADER_VALUE = /^[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?$/;
 const SCOPE = /^[\x21-\x7e]+$/;
 
 /** Which identity field cannot be sent as it is (see HEADER_VALUE), or null when all can. */
-export function unsafeIdentityField(v: { tenant: string; subject: string; role: string | null; scopes: readonly string[] }): string | null {
+export function unsafeIdentityField(v: {
+  tenant: string;
+  subject: string;
+  role: string | null;
+  scopes: readonly string[];
+}): 'tenant' | 'subject' | 'role' | 'scopes' | null {
   if (!HEADER_VALUE.test(v.tenant)) return 'tenant';
   if (!HEADER_VALUE.test(v.subject)) return 'subject';
   if (v.role !== null && !HEADER_VALUE.test(v.role)) return 'role';

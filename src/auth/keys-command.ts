@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
 import { hashApiKey } from './api-keys.js';
-import { KEY_NAME, unsafeIdentityField } from './identity.js';
+import { KEY_NAME, KEY_NAME_RULE, unsafeIdentityField } from './identity.js';
 
 /** One entry under `auth.apiKeys.keys`, as written in the YAML file. */
 export interface ApiKeyEntryYaml {
@@ -68,7 +68,7 @@ export function generateApiKey(options: GenerateApiKeyOptions = {}): GeneratedAp
   }
   const id = options.id ?? `key-${randomBytes(4).toString('hex')}`;
   // The same rules as the config's (config/validate-auth.ts): a printed entry must pass `gatehouse check`.
-  if (!KEY_NAME.test(id)) throw new Error(`--id must be 1-128 characters of A-Z a-z 0-9 . _ : -, got "${id}"`);
+  if (!KEY_NAME.test(id)) throw new Error(`--id must be ${KEY_NAME_RULE}, got "${id}"`);
   const tenant = options.tenant ?? 'default';
   const subject = options.subject ?? id;
   const access = options.access ?? 'full';
@@ -77,10 +77,7 @@ export function generateApiKey(options: GenerateApiKeyOptions = {}): GeneratedAp
   const scopes = options.scopes === undefined || options.scopes.length === 0 ? undefined : options.scopes;
   const unsafe = unsafeIdentityField({ tenant, subject, role: role ?? null, scopes: scopes ?? [] });
   if (unsafe === 'scopes') throw new Error(`--scopes entries must be visible ASCII without spaces, got ${JSON.stringify(scopes)}`);
-  if (unsafe) {
-    const value = { tenant, subject, role }[unsafe as 'tenant' | 'subject' | 'role'];
-    throw new Error(`--${unsafe} must be visible ASCII, inner spaces allowed, none at either end, got ${JSON.stringify(value)}`);
-  }
+  if (unsafe) throw new Error(`--${unsafe} must be visible ASCII, inner spaces allowed, none at either end, got ${JSON.stringify({ tenant, subject, role }[unsafe])}`);
 
   const key = prefix + randomBytes(KEY_BYTES).toString('base64url');
   const expiresAt =

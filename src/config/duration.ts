@@ -18,6 +18,8 @@ export function parseDuration(value: unknown): number | null {
  */
 export const TIMER_MAX_MS = 24 * UNIT_MS.d;
 export const TIMER = { max: TIMER_MAX_MS } as const;
+/** A window: 0 would turn a limit or the failed-auth guard off without a word. */
+export const POSITIVE = { min: 1 } as const;
 
 /** Milliseconds in the largest unit that writes them whole: 86400000 -> "1d", 1500 -> "1500ms". */
 export function formatDuration(ms: number): string {

@@ -1,9 +1,8 @@
 // A fast path for large keys files written as JSON (valid YAML): the yaml package needs seconds and
 // gigabytes for 100,000 entries, JSON.parse a tenth of a second. Any doubt returns null, and the
 // caller falls back to the positioned YAML reader, which is the one that reports errors.
-import { unsafeIdentityField } from '../auth/identity.js';
+import { KEY_NAME, unsafeIdentityField } from '../auth/identity.js';
 import type { ApiKeyEntry } from './types.js';
-import { KEY_NAME } from '../auth/identity.js';
 import { HASH } from './validate-auth.js';
 
 const FIELDS = new Set(['id', 'hash', 'tenant', 'subject', 'role', 'scopes', 'access', 'plan', 'expiresAt', 'disabled']);

@@ -91,7 +91,7 @@ export class MapReader {
     return this.read(key, fallback, (n, p) => readBool(this.cx, n, p));
   }
 
-  /** A duration in milliseconds; `bounds` for one that becomes a timer (see TIMER_MAX_MS). */
+  /** A duration in milliseconds; `bounds` for a window (POSITIVE) or one that becomes a timer (TIMER). */
   duration(key: string, fallback?: number, bounds?: DurationBounds): Maybe<number> {
     return this.read(key, fallback, (n, p) => readDuration(this.cx, n, p, bounds));
   }
@@ -181,7 +181,7 @@ export function readDuration(cx: ReadContext, node: Node, path: string, bounds: 
     cx.issues.at(node, `${path}: must be a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds`);
     return undefined;
   }
-  if (bounds.min !== undefined && ms < bounds.min) cx.issues.at(node, `${path}: must be at least ${formatDuration(bounds.min)}`);
+  if (bounds.min !== undefined && ms < bounds.min) cx.issues.at(node, `${path}: must be ${bounds.min === 1 ? 'longer than 0' : `at least ${formatDuration(bounds.min)}`}`);
   else if (bounds.max !== undefined && ms > bounds.max) cx.issues.at(node, `${path}: must be at most ${formatDuration(bounds.max)}`);
   else return ms;
   return undefined;

@@ -2,9 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve, dirname } from 'node:path';
 import { isScalar, type Node } from 'yaml';
-import { KEY_NAME, unsafeIdentityField } from '../auth/identity.js';
+import { KEY_NAME, KEY_NAME_RULE, unsafeIdentityField } from '../auth/identity.js';
 import { validateProviderAlgorithms } from '../auth/jwt-algorithms.js';
-import { TIMER, TIMER_MAX_MS } from './duration.js';
+import { POSITIVE, TIMER, TIMER_MAX_MS } from './duration.js';
 import { MapReader, readString, type ReadContext } from './reader.js';
 import type { ApiKeyEntry, ApiKeysConfig, FailedAuthConfig, IdentityConfig, JwtProviderConfig } from './types.js';
 
@@ -37,7 +37,7 @@ export function readJwt(cx: ReadContext, auth: MapReader, configFile: string): {
 function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtProviderConfig | undefined {
   const name = p.str('name');
   // Sent as X-Auth-Key-Id for its tokens, like an API key id, and named in routes and metrics: the same rule.
-  if (name !== undefined && !KEY_NAME.test(name)) cx.issues.at(p.get('name'), `${p.keyPath('name')}: must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
+  if (name !== undefined && !KEY_NAME.test(name)) cx.issues.at(p.get('name'), `${p.keyPath('name')}: must be ${KEY_NAME_RULE}`);
   const issuer = p.str('issuer');
   const audience = p.strings('audience', undefined, true);
   const algorithms = p.strings('algorithms');
@@ -139,7 +139,7 @@ export function readKeyEntries(cx: ReadContext, items: Node[], path: string): Ap
     const expiresAt = readTimestamp(cx, k.get('expiresAt'), k.keyPath('expiresAt'));
     const disabled = k.bool('disabled', false);
     k.done();
-    if (id !== undefined && !KEY_NAME.test(id)) cx.issues.at(k.get('id'), `${k.keyPath('id')}: must be 1-128 characters of A-Z a-z 0-9 . _ : -`);
+    if (id !== undefined && !KEY_NAME.test(id)) cx.issues.at(k.get('id'), `${k.keyPath('id')}: must be ${KEY_NAME_RULE}`);
     if (id !== undefined && ids.has(id)) cx.issues.at(k.get('id'), `${k.keyPath('id')}: key id "${id}" is used twice`);
     if (hash && hashes.has(hash)) cx.issues.at(k.get('hash'), `${k.keyPath('hash')}: the same key hash is used twice (key "${id ?? '?'}")`);
     if (id !== undefined) ids.add(id);
@@ -164,10 +164,8 @@ export function readFailedAuth(cx: ReadContext, auth: MapReader): FailedAuthConf
   if (!auth.has('failedAuth')) return null;
   const f = auth.map('failedAuth');
   const limit = f?.int('limit', undefined, 1, 1_000_000);
-  const windowMs = f?.duration('window');
+  const windowMs = f?.duration('window', undefined, POSITIVE);
   f?.done();
-  // 0 would turn the guard off without a word.
-  if (windowMs === 0) cx.issues.at(f?.get('window'), 'auth.failedAuth.window: must be longer than 0');
   return limit && windowMs ? { limit, windowMs } : null;
 }
 

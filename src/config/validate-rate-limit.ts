@@ -1,6 +1,6 @@
 // Validation of the `rateLimit` block: store, Redis settings, policies and their plan/tenant overrides.
 import type { Node } from 'yaml';
-import { TIMER } from './duration.js';
+import { POSITIVE, TIMER } from './duration.js';
 import { MapReader, type ReadContext } from './reader.js';
 import type { LimitOverride, PolicyConfig, RateLimitConfig } from './types.js';
 
@@ -26,10 +26,9 @@ export function readRateLimit(cx: ReadContext, root: MapReader): RateLimitConfig
   for (const [name, node] of p?.entries() ?? []) {
     const pr = MapReader.of(cx, node, `rateLimit.policies.${name}`, node);
     const limit = pr?.int('limit', undefined, 1, 1_000_000_000);
-    const windowMs = pr?.duration('window');
+    const windowMs = pr?.duration('window', undefined, POSITIVE);
     const by = pr?.oneOf('by', BY);
     pr?.done();
-    if (windowMs === 0) cx.issues.at(pr?.get('window'), `rateLimit.policies.${name}.window: must be longer than 0`);
     if (limit && windowMs && by) policies[name] = { name, limit, windowMs, by };
   }
   const plans = readOverrides(cx, r?.map('plans') ?? null, 'rateLimit.plans', policies);
@@ -60,9 +59,7 @@ function readOverrides(
 function readOverride(cx: ReadContext, node: Node | null, path: string, keyNode: Node): LimitOverride | undefined {
   const o = MapReader.of(cx, node, path, keyNode);
   const limit = o?.int('limit', undefined, 1, 1_000_000_000);
-  const windowMs = o?.duration('window');
+  const windowMs = o?.duration('window', undefined, POSITIVE);
   o?.done();
-  // 0 would drop the override without a word, leaving the policy's limit.
-  if (windowMs === 0) cx.issues.at(o?.get('window'), `${path}.window: must be longer than 0`);
   return limit && windowMs ? { limit, windowMs } : undefined;
 }

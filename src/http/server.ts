@@ -122,7 +122,7 @@ export class Gateway {
     this.inFlight--;
     this.runtime.metrics.requestsInFlight--;
     this.release(plan);
-    if (this.draining && this.inFlight === 0) this.drained?.();
+    if (this.draining) this.drained?.();
   };
 
   private release(plan: Plan): void {

@@ -6,6 +6,7 @@ import { createProxyServer } from 'http-proxy-3';
 import { takeQueryToken } from '../auth/query-token.js';
 import type { Plan } from '../config/compile.js';
 import { Exchange } from '../pipeline/exchange.js';
+import { HOP_BY_HOP_RESPONSE } from '../pipeline/forward.js';
 import { injectIdentity } from '../pipeline/inject-identity.js';
 import { headerRecord } from '../pipeline/sanitize-headers.js';
 import { admit, fail, logAccess } from '../pipeline/pipeline.js';
@@ -24,7 +25,6 @@ interface Handshake {
 }
 
 const handshakes = new WeakMap<IncomingMessage, Handshake>();
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
 
 class UpstreamTimeout extends Error {}
 
@@ -73,7 +73,7 @@ tunnels.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, socket:
   // Not a WebSocket endpoint after all: its answer is relayed and the connection closed, so it loses its
   // hop-by-hop headers (http-proxy-3 frames the body itself) and gains gatehouse's own.
   proxyReq.once('response', (proxyRes: IncomingMessage) => {
-    for (const name of HOP_BY_HOP) delete proxyRes.headers[name];
+    for (const name of HOP_BY_HOP_RESPONSE) delete proxyRes.headers[name];
     Object.assign(proxyRes.headers, handshake.own, { connection: 'close' });
     answered(proxyRes.statusCode ?? 502);
   });

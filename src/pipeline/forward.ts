@@ -34,7 +34,7 @@ export function compileUpstream(config: UpstreamConfig, metrics: Metrics): Upstr
   };
 }
 
-const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate']);
+export const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate']);
 
 /**
  * The upstream's response headers minus hop-by-hop ones, then gatehouse's own, as the flat [name, value, ...]

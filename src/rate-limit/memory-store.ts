@@ -21,7 +21,6 @@ const EVICTION_SCAN = 16;
 export class MemoryStore implements RateLimitStore {
   private readonly tats: LRUCache<string, number>;
   private readonly clock: Clock;
-  private readonly maxKeys: number;
   private readonly logger: Logger | undefined;
   /** Charges not recorded because every bucket looked at was still in use (the table is full of live buckets). */
   untracked = 0;
@@ -33,7 +32,6 @@ export class MemoryStore implements RateLimitStore {
     // No lru-cache TTL: it runs on its own clock, not ours. A stale TAT is harmless (gcra treats a
     // past TAT as a full bucket) and the key bound caps memory either way.
     this.tats = new LRUCache({ max: options.maxKeys });
-    this.maxKeys = options.maxKeys;
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
   }
@@ -78,7 +76,7 @@ export class MemoryStore implements RateLimitStore {
       return { allowed, buckets: buckets.map((b, i) => peek(seen[i], nowUs, b.limit, b.windowMs)) };
     }
     for (const [key, tat] of pending) {
-      if (this.tats.size >= this.maxKeys && !this.tats.has(key) && !this.makeRoom(nowUs)) this.notRecorded();
+      if (this.tats.size >= this.tats.max && !this.tats.has(key) && !this.makeRoom(nowUs)) this.notRecorded();
       else this.tats.set(key, tat);
     }
     return { allowed, buckets: charged };
@@ -88,7 +86,7 @@ export class MemoryStore implements RateLimitStore {
   private notRecorded(): void {
     this.untracked++;
     if (Number.isInteger(Math.log10(this.untracked))) {
-      this.logger?.warn({ maxKeys: this.maxKeys, untracked: this.untracked }, 'rate-limit memory store full of buckets in use; new keys go unrecorded (raise rateLimit.maxKeys)');
+      this.logger?.warn({ maxKeys: this.tats.max, untracked: this.untracked }, 'rate-limit memory store full of buckets in use; new keys go unrecorded (raise rateLimit.maxKeys)');
     }
   }
 
