@@ -100,3 +100,45 @@ t.test('advancing the clock past the window admits the IP again', async (t) => {
   t.equal(answer.status, 200, 'admitted after the window');
   t.equal(upstream.requests.at(-1)!.headers['x-auth-key-id'], 'good');
 });
+
+t.test('concurrent guesses are held to the limit too: a verification in flight counts until it settles', async (t) => {
+  // A JWT may wait for its key (here an unknown kid re-fetches the JWKS, which the test holds), so without holding a
+  // place for each verification in flight, every request of a burst would pass the check before the first failure
+  // was counted: 40 guesses at once instead of 3.
+  const { JwksServer, makeKey, newClock, sign, ISSUER } = await import('../support/jwt-fixtures.js');
+  const clock = newClock();
+  const [known, unknown] = await Promise.all([makeKey('ES256', 'known'), makeKey('ES256', 'unknown')]);
+  const jwks = await JwksServer.start([known.jwk]);
+  t.teardown(() => jwks.close());
+  const jwtYaml = configYaml({
+    server: '  trustProxy: true\n',
+    auth: `  jwt:
+    providers:
+      - { name: sso, issuer: "${ISSUER}", audience: [api], algorithms: [ES256], jwksUrl: "${jwks.url}", claims: { tenant: org_id } }
+  failedAuth: { limit: 3, window: 1m }`,
+    routes: `  - name: api
+    match: { path: /** }
+    auth: any`,
+  });
+  const running = await startGatehouse(jwtYaml, { UPSTREAM: upstream.url }, { clock });
+  t.teardown(() => running.close());
+  const as = (ip: string, token: string) => call(`${running.url}/api/x`, { headers: { 'x-forwarded-for': ip, authorization: `Bearer ${token}` } });
+  const good = await sign(known, clock);
+  t.equal((await as('198.51.100.9', good)).status, 200, 'the JWKS is loaded');
+  clock.advance(60_000); // past the unknown-kid cooldown
+  jwks.mode = 'slow';
+  const guess = await sign(unknown, clock);
+  const burst = Promise.all(Array.from({ length: 40 }, () => as('203.0.113.9', guess)));
+  const { eventually } = await import('../support/jwt-fixtures.js');
+  await eventually(() => jwks.requests >= 2);
+  await new Promise((r) => setTimeout(r, 200));
+  jwks.release();
+  const statuses = (await burst).map((a) => a.status);
+  t.equal(statuses.filter((s) => s === 401).length, 3, 'exactly limit guesses were verified');
+  t.equal(statuses.filter((s) => s === 429).length, 37, 'the rest were refused before verification');
+  jwks.mode = 'ok';
+  t.equal((await as('203.0.113.9', good)).status, 429, 'the guessing address is blocked afterwards');
+  // A verification that succeeds gives its place back: concurrent valid tokens from one address are all admitted.
+  const admitted = await Promise.all(Array.from({ length: 10 }, () => as('198.51.100.9', good)));
+  t.same([...new Set(admitted.map((a) => a.status))], [200], 'successes are not counted as failures');
+});

@@ -110,6 +110,13 @@ export class JwksServer {
     this.keys = keys;
   }
 
+  /** Answers every request held in mode 'slow' with the current keys; returns how many there were. */
+  release(): number {
+    const held = this.held.splice(0);
+    for (const res of held) res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: this.keys }));
+    return held.length;
+  }
+
   async close(): Promise<void> {
     for (const res of this.held) res.destroy();
     this.server.closeAllConnections();
