@@ -43,6 +43,7 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
     ex.search = q === -1 ? '' : url.slice(q);
     // As the proxy does for a WebSocket upgrade (http/websocket.ts): its credential may come as ?access_token=.
     if (method === 'GET' && ex.incoming.upgrade?.toLowerCase() === 'websocket') {
+      ex.upgrade = true;
       const taken = takeQueryToken(ex.search);
       ex.queryToken = taken.token;
       ex.search = taken.search;

@@ -93,6 +93,7 @@ export function handleUpgrade(plan: Plan, req: IncomingMessage, socket: Socket, 
   void (async () => {
     try {
       if (!isWebSocketUpgrade(req)) throw new ProxyError('bad_request', 'only WebSocket upgrades (GET with Upgrade: websocket) are supported', 'upgrade_not_supported');
+      ex.upgrade = true;
       // The token must leave the query before authentication reads it and before anything logs the URL.
       const original = req.url ?? '';
       const q = original.indexOf('?');

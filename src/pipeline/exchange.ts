@@ -19,6 +19,8 @@ export class Exchange {
   status = 0;
   /** Why gatehouse refused or failed the request, for the access log. */
   reason: string | null = null;
+  /** A WebSocket upgrade: admitted like a GET, then a tunnel both ways. */
+  upgrade = false;
   /** `?access_token=` of an Upgrade request, removed from `search` before forwarding. */
   queryToken: string | undefined = undefined;
 

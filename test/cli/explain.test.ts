@@ -146,6 +146,13 @@ t.test('a read-only key on POST is refused with insufficient_scope', async (t) =
   assertNoSecret(t, JSON.stringify(out), [READONLY_KEY]);
 });
 
+t.test('a read-only key may GET, but not open a WebSocket', async (t) => {
+  t.equal(((await explain(config, 'GET', '/api/reports/x', [['X-API-Key', READONLY_KEY]])) as any).outcome, 'allowed');
+  const out: any = await explain(config, 'GET', '/api/reports/x', [['X-API-Key', READONLY_KEY], ['Upgrade', 'websocket'], ['Connection', 'Upgrade']]);
+  t.equal(out.outcome, 'refused');
+  t.match(out.error, { status: 403, error: 'insufficient_scope', message: /WebSocket/ });
+});
+
 t.test('an unknown key and an expired token are reported as not verified', async (t) => {
   const unknown: any = await explain(config, 'GET', '/api/x', [['X-API-Key', 'gh_not_a_real_key_000000000000']]);
   t.equal(unknown.outcome, 'refused');

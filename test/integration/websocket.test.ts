@@ -7,6 +7,7 @@ import { startWsEchoUpstream, wsConnect, type WsUpstream } from '../support/webs
 const sha = (key: string) => `sha256:${createHash('sha256').update(key).digest('hex')}`;
 const KEY = 'ws-secret-key-0123456789';
 const OTHER_KEY = 'ws-limited-key-0123456789';
+const READ_ONLY_KEY = 'ws-read-only-key-0123456789';
 
 let upstream: WsUpstream;
 let gh: Running;
@@ -22,6 +23,7 @@ auth:
     keys:
       - { id: ws-key, hash: "${sha(KEY)}", tenant: acme, subject: svc-chat, role: member, scopes: [chat:read, chat:write] }
       - { id: limited-key, hash: "${sha(OTHER_KEY)}", tenant: globex, subject: svc-limited }
+      - { id: ro-key, hash: "${sha(READ_ONLY_KEY)}", tenant: acme, subject: dashboard, access: read-only }
 rateLimit:
   policies:
     ws: { limit: 2, window: 1h, by: key }
@@ -163,6 +165,24 @@ t.test('an upgrade without a credential is refused with a 401 JSON answer on the
   t.equal(JSON.parse(bad.body).error, 'invalid_token');
   t.notMatch(bad.body, /not-a-valid-key/, 'the refused token is not echoed');
   t.equal(upstream.connections.length, before, 'the upstream never saw a refused upgrade');
+});
+
+t.test('a read-only key may not open a WebSocket: a tunnel carries writes gatehouse cannot see', async (t) => {
+  const before = upstream.connections.length;
+  for (const [how, path, headers] of [
+    ['X-API-Key', '/ws/chat', { 'X-API-Key': READ_ONLY_KEY }],
+    ['?access_token=', `/ws/chat?access_token=${READ_ONLY_KEY}`, {}],
+  ] as const) {
+    const refused = await wsConnect(gh.port, path, headers);
+    t.equal(refused.status, 403, how);
+    t.equal(refused.headers['www-authenticate'], 'Bearer realm="gatehouse", error="insufficient_scope"');
+    t.equal(JSON.parse(refused.body).error, 'insufficient_scope');
+    t.match(JSON.parse(refused.body).message, /read-only/);
+    await refused.closed;
+  }
+  t.equal(upstream.connections.length, before, 'the upstream never saw the upgrade');
+  // The echo upstream answers a plain GET with 426: admitted and forwarded, not refused by gatehouse.
+  t.equal((await call(`${gh.url}/ws/chat`, { headers: { 'x-api-key': READ_ONLY_KEY } })).status, 426, 'the same key may still GET the route');
 });
 
 t.test('upgrades are rate limited: past the limit, 429 with Retry-After on the socket', async (t) => {
