@@ -10,7 +10,7 @@ import { Metrics } from './observe/metrics.js';
 import { authenticate } from './pipeline/authenticate.js';
 import { authorize } from './pipeline/authorize.js';
 import { Exchange } from './pipeline/exchange.js';
-import { redactQueryToken, takeQueryToken } from './auth/query-token.js';
+import { redactQueryToken } from './auth/query-token.js';
 import { injectIdentity } from './pipeline/inject-identity.js';
 import { matchRoute, normalizePath } from './pipeline/match-route.js';
 import { headerRecord, sanitizeHeaders } from './pipeline/sanitize-headers.js';
@@ -41,13 +41,8 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
     const q = url.indexOf('?');
     ex.path = normalizePath(q === -1 ? url : url.slice(0, q));
     ex.search = q === -1 ? '' : url.slice(q);
-    // As the proxy does for a WebSocket upgrade (http/websocket.ts): its credential may come as ?access_token=.
-    if (method === 'GET' && ex.incoming.upgrade?.toLowerCase() === 'websocket') {
-      ex.upgrade = true;
-      const taken = takeQueryToken(ex.search);
-      ex.queryToken = taken.token;
-      ex.search = taken.search;
-    }
+    // As the proxy does for a WebSocket upgrade (http/websocket.ts).
+    if (method === 'GET' && ex.incoming.upgrade?.toLowerCase() === 'websocket') ex.asUpgrade();
     ex.route = matchRoute(plan.routes, method, ex.path);
     out.route = { name: ex.route.name, path: ex.route.config.path, auth: ex.route.config.auth, upstream: ex.route.upstream?.config.url ?? null, respond: ex.route.config.respond };
     const credential = describeCredential(ex, remote.map((p) => [p.issuer, p.name] as const));

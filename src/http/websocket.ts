@@ -3,7 +3,6 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createProxyServer } from 'http-proxy-3';
-import { takeQueryToken } from '../auth/query-token.js';
 import type { Plan } from '../config/compile.js';
 import { Exchange } from '../pipeline/exchange.js';
 import { HOP_BY_HOP_RESPONSE } from '../pipeline/forward.js';
@@ -93,15 +92,11 @@ export function handleUpgrade(plan: Plan, req: IncomingMessage, socket: Socket, 
   void (async () => {
     try {
       if (!isWebSocketUpgrade(req)) throw new ProxyError('bad_request', 'only WebSocket upgrades (GET with Upgrade: websocket) are supported', 'upgrade_not_supported');
-      ex.upgrade = true;
       // The token must leave the query before authentication reads it and before anything logs the URL.
       const original = req.url ?? '';
       const q = original.indexOf('?');
       ex.search = q === -1 ? '' : original.slice(q);
-      // Browsers cannot set headers on a WebSocket: its credential may come as ?access_token=.
-      const taken = takeQueryToken(ex.search);
-      ex.queryToken = taken.token;
-      ex.search = taken.search;
+      ex.asUpgrade();
       req.url = (q === -1 ? original : original.slice(0, q)) + ex.search;
       await admit(ex);
       if (!ex.route!.upstream) throw new ProxyError('bad_request', 'this route does not accept upgrades', 'upgrade_not_supported');
