@@ -52,11 +52,23 @@ export function peek(tatUs: number | undefined, nowUs: number, limit: number, wi
   const span = interval * limit;
   const base = startUs(tatUs, nowUs);
   return {
-    // max(0, ...) because a TAT stored under a larger limit can lie beyond this limit's span.
+    // max(0, ...) because a TAT carried over from a larger limit can lie beyond this limit's span.
     remaining: Math.max(0, Math.floor((span - (base - nowUs)) / interval)),
     resetMs: Math.ceil((base - nowUs) / 1000),
     retryAfterMs: Math.max(0, Math.ceil((base + interval - nowUs - span) / 1000)),
   };
+}
+
+/**
+ * A TAT stored under another emission interval (the key's limit or window changed: a reload, or a tenant's token
+ * with another plan), carried over to `intervalUs`: the units still owed stay owed, each now taking the new
+ * interval to earn back. So raising a limit from 3 to 5 after 3 requests admits 2 more, and lowering it keeps
+ * what was spent. A past TAT (a full bucket) is full under any shape. The same operations in the same order as
+ * the Lua copy in redis-store.ts (IEEE doubles both), so both round alike.
+ */
+export function carryOver(tatUs: number | undefined, tatIntervalUs: number, nowUs: number, intervalUs: number): number | undefined {
+  if (tatUs === undefined || tatUs <= nowUs || tatIntervalUs === intervalUs) return tatUs;
+  return nowUs + Math.floor(((tatUs - nowUs) / tatIntervalUs) * intervalUs + 0.5);
 }
 
 // A TAT in the past means the bucket is full; it never carries credit beyond `limit`.

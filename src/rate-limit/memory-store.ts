@@ -2,7 +2,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
-import { gcra, peek, toMicros } from './gcra.js';
+import { carryOver, emissionIntervalUs, gcra, peek, toMicros } from './gcra.js';
 import type { BucketRequest, BucketState, Decision, RateLimitStore } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -18,8 +18,14 @@ export interface MemoryStoreOptions {
 /** How many of the least recently used keys a new key may look at for a full bucket to replace. */
 const EVICTION_SCAN = 16;
 
+/** A bucket as held: its TAT (µs) and the emission interval it was charged under (see gcra.ts carryOver). */
+interface Tat {
+  tatUs: number;
+  intervalUs: number;
+}
+
 export class MemoryStore implements RateLimitStore {
-  private readonly tats: LRUCache<string, number>;
+  private readonly tats: LRUCache<string, Tat>;
   private readonly clock: Clock;
   private readonly logger: Logger | undefined;
   /** Charges not recorded because every bucket looked at was still in use (the table is full of live buckets). */
@@ -59,15 +65,22 @@ export class MemoryStore implements RateLimitStore {
   private consumeNow(buckets: readonly BucketRequest[]): Decision {
     const nowUs = toMicros(this.clock.now());
     // Pending TATs, so two buckets that share a key within one request see each other's charge.
-    const pending = new Map<string, number>();
+    const pending = new Map<string, Tat>();
     const seen: (number | undefined)[] = [];
     const charged: BucketState[] = [];
     let allowed = true;
     for (const { key, limit, windowMs } of buckets) {
-      const tat = pending.get(key) ?? this.tats.get(key);
+      const intervalUs = emissionIntervalUs(limit, windowMs);
+      const held = pending.get(key) ?? this.tats.get(key);
+      const tat = held && carryOver(held.tatUs, held.intervalUs, nowUs, intervalUs);
+      if (held && held.intervalUs !== intervalUs) {
+        // Held from now on as carried over, charged or not: the units owed then earn back at the new rate.
+        held.tatUs = tat!;
+        held.intervalUs = intervalUs;
+      }
       const result = gcra(tat, nowUs, limit, windowMs);
       seen.push(tat);
-      if (result.allowed) pending.set(key, result.newTatUs);
+      if (result.allowed) pending.set(key, { tatUs: result.newTatUs, intervalUs });
       else allowed = false;
       charged.push({ remaining: result.remaining, resetMs: result.resetMs, retryAfterMs: result.retryAfterMs });
     }
@@ -100,7 +113,7 @@ export class MemoryStore implements RateLimitStore {
   private makeRoom(nowUs: number): boolean {
     let looked = 0;
     for (const key of this.tats.rkeys()) {
-      if (this.tats.peek(key)! <= nowUs) {
+      if (this.tats.peek(key)!.tatUs <= nowUs) {
         this.tats.delete(key);
         return true;
       }

@@ -18,8 +18,10 @@ export interface RedisStoreOptions {
   readonly logger?: Logger;
 }
 
-// The arithmetic of gcra.ts (gcra and peek) transcribed to Lua, in integer microseconds (see there
-// for why); test/support/store-contract.ts holds both stores to the same exact numbers.
+// The arithmetic of gcra.ts (gcra, peek and carryOver) transcribed to Lua, in integer microseconds (see
+// there for why); test/support/store-contract.ts holds both stores to the same exact numbers. A bucket is
+// held as "TAT:interval" (µs), with a TTL until it is full again; a bare "TAT" (written before intervals
+// were kept) is taken as charged under the current interval.
 // One call decides several requests, one after the other, each all-or-nothing over its own buckets.
 // KEYS: the bucket keys of every request, in order. ARGV[1]: the deadline in Redis TIME µs, or ''.
 // ARGV[2]: the number of requests. Then per request: its now in µs, or '' to use Redis TIME (so
@@ -56,6 +58,7 @@ for r = 1, tonumber(ARGV[2]) do
   local charged = {}
   local uncharged = {}
   local pending = {}
+  local pending_interval = {}
   for i = 1, n do
     local key = KEYS[k + i]
     local limit = tonumber(ARGV[a])
@@ -64,7 +67,28 @@ for r = 1, tonumber(ARGV[2]) do
     local interval = math.max(1, math.floor(window * 1000 / limit + 0.5))
     local span = interval * limit
     local tat = pending[key]
-    if tat == nil then tat = tonumber(redis.call('GET', key)) end
+    local held_interval = pending_interval[key]
+    if tat == nil then
+      local held = redis.call('GET', key)
+      if held then
+        local sep = string.find(held, ':', 1, true)
+        if sep then
+          tat = tonumber(string.sub(held, 1, sep - 1))
+          held_interval = tonumber(string.sub(held, sep + 1))
+        else
+          tat = tonumber(held)
+        end
+      end
+    end
+    if tat ~= nil and tat > now and held_interval ~= nil and held_interval ~= interval then
+      tat = now + math.floor((tat - now) / held_interval * interval + 0.5)
+      if pending[key] == nil then
+        redis.call('SET', key, string.format('%.0f:%.0f', tat, interval), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+      else
+        pending[key] = tat
+        pending_interval[key] = interval
+      end
+    end
     local base = now
     if tat ~= nil and tat >= now then base = tat end
     local new_tat = base + interval
@@ -73,6 +97,7 @@ for r = 1, tonumber(ARGV[2]) do
     table.insert(uncharged, math.max(0, math.ceil((base + interval - now - span) / 1000)))
     if new_tat - now <= span then
       pending[key] = new_tat
+      pending_interval[key] = interval
       table.insert(charged, math.floor((span - (new_tat - now)) / interval))
       table.insert(charged, math.ceil((new_tat - now) / 1000))
       table.insert(charged, 0)
@@ -87,7 +112,7 @@ for r = 1, tonumber(ARGV[2]) do
   else
     for key, tat in pairs(pending) do
       -- The key lives exactly until its bucket is full again; after that its absence means full.
-      redis.call('SET', key, string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+      redis.call('SET', key, string.format('%.0f:%.0f', tat, pending_interval[key]), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
     end
   end
   table.insert(out, allowed)

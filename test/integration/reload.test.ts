@@ -23,6 +23,8 @@ interface Shape {
   extraTopLevel?: string;
   /** Extra `server` settings, e.g. `, headersTimeout: 1s`. */
   server?: string;
+  /** The `std` policy's limit (per hour). */
+  limit?: number;
 }
 
 let upstream: Upstream;
@@ -44,7 +46,7 @@ ${o.keysFile ? `    file: ${o.keysFile}\n` : ''}    keys:
       - { id: main-key, hash: "${sha('key-main')}", tenant: acme, subject: s }
 rateLimit:
   policies:
-    std: { limit: 1000000, window: 1h, by: tenant }
+    std: { limit: ${o.limit ?? 1000000}, window: 1h, by: tenant }
 ${o.extraTopLevel ?? ''}routes:
 ${o.routes ?? ''}  - name: api
     match: { path: /api/** }
@@ -77,6 +79,26 @@ t.test('a valid new config is swapped in: its new route answers, the old ones st
   t.equal((await call(`${gh.url}/api/x`, keyed)).status, 200);
   t.equal(await metric(gh, 'ok'), 1);
   t.ok(gh.logs.some((l) => l.msg === 'config reloaded'));
+});
+
+t.test('a limit changed by reload keeps the units already used: raised from 3 to 5 after 3 requests, 2 more pass', async (t) => {
+  const gh = await start(t, { limit: 3 });
+  const statuses = async (n: number) => {
+    const out = [];
+    for (let i = 0; i < n; i++) out.push((await call(`${gh.url}/api/x`, keyed)).status);
+    return out;
+  };
+  t.same(await statuses(4), [200, 200, 200, 429]);
+  rewrite(gh, { limit: 5 });
+  t.equal(reloadFrom(gh.gateway, gh.configPath), 'ok');
+  const raised = await call(`${gh.url}/api/x`, keyed);
+  t.equal(raised.headers['ratelimit'], '"std";r=1;t=2880', '4 of 5 used; full again in 4 x 720 s');
+  t.same(await statuses(2), [200, 429]);
+  rewrite(gh, { limit: 2 });
+  t.equal(reloadFrom(gh.gateway, gh.configPath), 'ok');
+  const lowered = await call(`${gh.url}/api/x`, keyed);
+  t.equal(lowered.status, 429, 'lowered below what was used: refused');
+  t.equal(lowered.headers['retry-after'], '7200', '5 owed of 2 at 1800 s each: (5 + 1 - 2) x 1800 s');
 });
 
 t.test('an invalid config is refused: the old plan keeps serving, the error names FILE:LINE:COL, the metric counts it', async (t) => {

@@ -82,3 +82,13 @@ t.test('milliseconds convert to whole microseconds', async (t) => {
   t.equal(toMicros(Date.UTC(2026, 0, 1)), 1_767_225_600_000_000);
   t.equal(toMicros(0.0004), 0);
 });
+
+t.test('carryOver keeps the units owed when the emission interval changes', async (t) => {
+  const { carryOver } = await import('../../src/rate-limit/gcra.js');
+  t.equal(carryOver(undefined, 10, NOW, 20), undefined, 'a new key stays new');
+  t.equal(carryOver(NOW - 5, 10, NOW, 20), NOW - 5, 'a full bucket stays full');
+  t.equal(carryOver(NOW, 10, NOW, 20), NOW, 'nothing owed: nothing to carry');
+  t.equal(carryOver(NOW + 30, 10, NOW, 10), NOW + 30, 'same interval: unchanged');
+  t.equal(carryOver(NOW + 30, 10, NOW, 20), NOW + 60, '3 units owed at 20');
+  t.equal(carryOver(NOW + 25, 10, NOW, 3), NOW + 8, '2.5 units at 3 = 7.5, rounded half up');
+});

@@ -115,7 +115,7 @@ if (skip) {
     const perMinute = { limit: 10, windowMs: 60_000 };
     await store.consume([{ key: 'k', ...perMinute }]);
     t.same(await raw.keys('ttl-test:*'), ['ttl-test:k']);
-    t.equal(await raw.get('ttl-test:k'), String(toMicros(clock.now()) + 6_000_000), 'TAT in microseconds');
+    t.equal(await raw.get('ttl-test:k'), `${toMicros(clock.now()) + 6_000_000}:6000000`, 'TAT and emission interval in microseconds');
     const ttl = await raw.pttl('ttl-test:k');
     t.ok(ttl > 5000 && ttl <= 6000, `one unit used: full again in 6 s (pttl ${ttl})`);
     // A refused request writes nothing, not even for the bucket that would have passed.
@@ -124,11 +124,25 @@ if (skip) {
     t.equal(await raw.exists('ttl-test:untouched'), 0);
   });
 
+  t.test('redis: a bucket whose interval changed is held carried over, even when refused; a bare TAT is read as charged under the current interval', async (t) => {
+    const clock = new ManualClock();
+    const { store, raw } = await openWithRaw(t, { keyPrefix: 'carry:', clock });
+    const now = toMicros(clock.now());
+    for (let i = 0; i < 3; i++) await store.consume([{ key: 'k', limit: 3, windowMs: 60_000 }]);
+    t.equal((await store.consume([{ key: 'k', limit: 1, windowMs: 60_000 }])).allowed, false, '3 used of 1');
+    t.equal(await raw.get('carry:k'), `${now + 180_000_000}:60000000`, '3 units owed at 60 s each, written though refused');
+    const ttl = await raw.pttl('carry:k');
+    t.ok(ttl > 170_000 && ttl <= 180_000, `with the TTL of the carried-over TAT (pttl ${ttl})`);
+    await raw.set('carry:old', String(now + 20_000_000), 'PX', 20_000);
+    t.same(await store.consume([{ key: 'old', limit: 3, windowMs: 60_000 }]), { allowed: true, buckets: [{ remaining: 1, resetMs: 40_000, retryAfterMs: 0 }] });
+    t.equal(await raw.get('carry:old'), `${now + 40_000_000}:20000000`);
+  });
+
   t.test('redis: with no clock given, time comes from Redis TIME', async (t) => {
     const { store, raw } = await openWithRaw(t, { keyPrefix: 'time:' });
     await store.consume([{ key: 'k', limit: 1, windowMs: 60_000 }]);
     const [sec, usec] = await raw.time();
-    const tat = Number(await raw.get('time:k'));
+    const tat = Number((await raw.get('time:k'))!.split(':')[0]);
     const redisNowUs = Number(sec) * 1_000_000 + Number(usec);
     t.ok(tat > redisNowUs && tat <= redisNowUs + 60_000_000, 'TAT is Redis now + one interval');
   });

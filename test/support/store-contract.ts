@@ -116,7 +116,31 @@ export function storeContract(t: Test, name: string, makeStore: MakeStore): void
     t.same(await store.consume([third]), { allowed: true, buckets: [state(0, 10_000, 0)] });
   });
 
-  t.test(`${name}: a request with no buckets is admitted`, async (t) => {
+  t.test(`${name}: units already used stay used when a key's limit or window changes (a reload, an override)`, async (t) => {
+    const { clock, store } = await setup(t);
+    const three = bucket('change', { limit: 3, windowMs: 60_000 });
+    const five = bucket('change', { limit: 5, windowMs: 60_000 });
+    for (let i = 0; i < 3; i++) await store.consume([three]);
+    t.equal((await store.consume([three])).allowed, false, '3 of 3 used');
+    // Raised to 5: the 3 used count as 3 of 5 (12 s each now), so exactly 2 more.
+    t.same(await store.consume([five]), { allowed: true, buckets: [state(1, 48_000, 0)] }, '4 of 5');
+    t.same(await store.consume([five]), { allowed: true, buckets: [state(0, 60_000, 0)] }, '5 of 5');
+    t.same(await store.consume([five]), { allowed: false, buckets: [state(0, 60_000, 12_000)] });
+    // Lowered back to 3: 5 owed, more than 3 hold; nothing until the debt is under 3 units (20 s each).
+    t.same(await store.consume([three]), { allowed: false, buckets: [state(0, 100_000, 60_000)] }, 'lowered: 5 used of 3');
+    // 30 s later (1.5 units earned back at 20 s each), under a longer window: 3.5 units owed at 40 s each.
+    clock.advance(30_000);
+    const slower = bucket('change', { limit: 3, windowMs: 120_000 });
+    t.same(await store.consume([slower]), { allowed: false, buckets: [state(0, 140_000, 60_000)] }, '3.5 of 3 still owed');
+    clock.advance(59_999);
+    t.same(await store.consume([slower]), { allowed: false, buckets: [state(0, 80_001, 1)] }, 'earned back at the new rate');
+    clock.advance(1);
+    t.same(await store.consume([slower]), { allowed: true, buckets: [state(0, 120_000, 0)] }, 'admitted when Retry-After said');
+    // A fresh bucket under one shape is a fresh bucket under any other.
+    t.same(await store.consume([bucket('change-fresh', { limit: 3, windowMs: 60_000 })]), { allowed: true, buckets: [state(2, 20_000, 0)] });
+  });
+
+    t.test(`${name}: a request with no buckets is admitted`, async (t) => {
     const { store } = await setup(t);
     t.same(await store.consume([]), { allowed: true, buckets: [] });
   });
