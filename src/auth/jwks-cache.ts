@@ -1,5 +1,6 @@
 // A provider's JWKS (remote URL or local file), kept fresh in the background and served from memory.
 // Requests never wait for a refresh unless their kid is unknown; a failed fetch keeps the last good set.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { createPublicKey } from 'node:crypto';
@@ -232,24 +233,45 @@ export class JwksKeySet {
 
   /** Keeps only keys that can verify a signature; refuses the whole answer if none is left. */
   private parse(text: string): KeySnapshot {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new JwksLoadError('the answer is not JSON');
-    }
-    const keys = (json as { keys?: unknown } | null)?.keys;
-    if (!Array.isArray(keys)) throw new JwksLoadError('the answer is not a JWKS (no "keys" array)');
-    const usable = keys.filter(isUsableVerificationKey);
-    const dropped = keys.length - usable.length;
+    const { usable, dropped } = usableKeys(text);
     if (dropped > 0) this.options.logger.warn({ provider: this.options.provider, url: this.location, dropped }, 'JWKS keys ignored (private, symmetric, weak or invalid)');
-    if (usable.length === 0) throw new JwksLoadError('the JWKS has no usable signature key');
     const set: JSONWebKeySet = { keys: usable };
     try {
       return { keys: usable, getKey: createLocalJWKSet(set) };
     } catch {
       throw new JwksLoadError('the JWKS is malformed');
     }
+  }
+}
+
+/** The keys of a JWKS document that can verify a signature, and how many others it had; throws if none. */
+function usableKeys(text: string): { usable: JWK[]; dropped: number } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new JwksLoadError('the answer is not JSON');
+  }
+  const keys = (json as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys)) throw new JwksLoadError('the answer is not a JWKS (no "keys" array)');
+  const usable = keys.filter(isUsableVerificationKey);
+  if (usable.length === 0) throw new JwksLoadError('the JWKS has no usable signature key');
+  return { usable, dropped: keys.length - usable.length };
+}
+
+/**
+ * What is wrong with a `jwksFile` now (unreadable, too large, not a JWKS, no usable key), or null: config
+ * validation reads it as it reads a `publicKey` file, so `check` and a reload refuse a file serve could not use.
+ */
+export function jwksFileProblem(path: string): string | null {
+  try {
+    const text = readFileSync(path);
+    if (text.length > DEFAULT_MAX_BYTES) return `the file is larger than ${DEFAULT_MAX_BYTES} bytes`;
+    usableKeys(text.toString('utf8'));
+    return null;
+  } catch (err) {
+    if (err instanceof JwksLoadError) return err.message.replace('the answer', 'the file');
+    return `cannot read the file (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
   }
 }
 

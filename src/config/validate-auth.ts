@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve, dirname } from 'node:path';
 import { isScalar, type Node } from 'yaml';
 import { KEY_NAME, KEY_NAME_RULE, unsafeIdentityField } from '../auth/identity.js';
+import { jwksFileProblem } from '../auth/jwks-cache.js';
 import { validateProviderAlgorithms } from '../auth/jwt-algorithms.js';
 import { POSITIVE, TIMER, TIMER_MAX_MS } from './duration.js';
 import { MapReader, readString, type ReadContext } from './reader.js';
@@ -50,7 +51,11 @@ function readProvider(cx: ReadContext, p: MapReader, configFile: string): JwtPro
     const value = p.str(source);
     if (value === undefined) continue;
     if (source === 'jwksUrl' && !/^https?:\/\//.test(value)) cx.issues.at(p.get(source), `${p.keyPath(source)}: must be an http(s) URL`);
-    if (source === 'jwksFile') keys.jwksFile = resolve(dirname(configFile), value);
+    if (source === 'jwksFile') {
+      keys.jwksFile = resolve(dirname(configFile), value);
+      const problem = jwksFileProblem(keys.jwksFile);
+      if (problem) cx.issues.at(p.get(source), `${p.keyPath(source)}: ${problem}`);
+    }
     else if (source === 'publicKey') keys.publicKey = readPem(cx, p.get(source), p.keyPath(source), value, configFile);
     else if (source === 'secret' && Buffer.byteLength(value) < MIN_SECRET_BYTES) {
       cx.issues.at(p.get(source), `${p.keyPath(source)}: must be at least ${MIN_SECRET_BYTES} bytes`);

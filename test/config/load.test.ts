@@ -20,6 +20,8 @@ function load(yaml: string, env: Record<string, string> = {}) {
   }
 }
 
+writeFileSync(join(dir, 'garbage-jwks.json'), '{"keys":"garbage"}');
+writeFileSync(join(dir, 'symmetric-jwks.json'), JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA' }] }));
 const SECRET = '0123456789abcdef0123456789abcdef';
 const UP = 'upstreams:\n  default:\n    url: http://127.0.0.1:3000\n';
 const ROUTE = 'routes:\n  - name: all\n    match: { path: /** }\n    auth: none\n';
@@ -166,7 +168,25 @@ const cases: Case[] = [
   {
     name: 'two key sources are refused',
     yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [RS256]\n        jwksUrl: https://issuer/jwks.json\n        jwksFile: jwks.json\n`)}${ROUTE}`,
-    issues: ['8:9 auth.jwt.providers[0]: set exactly one of jwksUrl, jwksFile, publicKey, secret (found jwksUrl, jwksFile)'],
+    issues: [
+      '8:9 auth.jwt.providers[0]: set exactly one of jwksUrl, jwksFile, publicKey, secret (found jwksUrl, jwksFile)',
+      '13:19 auth.jwt.providers[0].jwksFile: cannot read the file (ENOENT)',
+    ],
+  },
+  {
+    name: 'a jwksFile that is missing is refused, as a publicKey file is (serve could never be ready)',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [RS256]\n        jwksFile: missing-jwks.json\n`)}${ROUTE}`,
+    issues: ['12:19 auth.jwt.providers[0].jwksFile: cannot read the file (ENOENT)'],
+  },
+  {
+    name: 'a jwksFile that is not a JWKS is refused',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [RS256]\n        jwksFile: garbage-jwks.json\n`)}${ROUTE}`,
+    issues: ['12:19 auth.jwt.providers[0].jwksFile: the file is not a JWKS (no "keys" array)'],
+  },
+  {
+    name: 'a jwksFile with no usable signature key is refused',
+    yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [RS256]\n        jwksFile: symmetric-jwks.json\n`)}${ROUTE}`,
+    issues: ['12:19 auth.jwt.providers[0].jwksFile: the JWKS has no usable signature key'],
   },
   {
     name: 'a provider name that cannot be an X-Auth-Key-Id value',
