@@ -3,7 +3,7 @@
 // caller falls back to the positioned YAML reader, which is the one that reports errors.
 import { KEY_NAME, unsafeIdentityField } from '../auth/identity.js';
 import type { ApiKeyEntry } from './types.js';
-import { HASH } from './validate-auth.js';
+import { HASH, parseTimestamp } from './validate-auth.js';
 
 const FIELDS = new Set(['id', 'hash', 'tenant', 'subject', 'role', 'scopes', 'access', 'plan', 'expiresAt', 'disabled']);
 
@@ -50,8 +50,8 @@ function plainEntry(item: unknown): ApiKeyEntry | null {
   if (disabled !== undefined && disabled !== null && typeof disabled !== 'boolean') return null;
   let expires: number | null = null;
   if (expiresAt !== undefined && expiresAt !== null) {
-    if (!isText(expiresAt) || !Number.isFinite(Date.parse(expiresAt))) return null;
-    expires = Date.parse(expiresAt);
+    expires = isText(expiresAt) ? parseTimestamp(expiresAt) : NaN;
+    if (!Number.isFinite(expires)) return null;
   }
   return {
     id,

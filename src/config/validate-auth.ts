@@ -156,10 +156,19 @@ export function readKeyEntries(cx: ReadContext, items: Node[], path: string): Ap
   return out;
 }
 
+/**
+ * An ISO-8601 date (midnight UTC) or date-time with its offset (`Z` or +hh:mm) in ms, else NaN. Date.parse alone
+ * would also read "Jan 1 2027" or a date-time without offset, in the local time zone of whichever host reads it.
+ */
+export function parseTimestamp(text: string): number {
+  return ISO_TIMESTAMP.test(text) ? Date.parse(text) : NaN;
+}
+const ISO_TIMESTAMP = /^\d{4}-\d\d-\d\d(?:[Tt ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[Zz]|[+-]\d\d:\d\d))?$/;
+
 function readTimestamp(cx: ReadContext, node: Node | null, path: string): number | null | undefined {
   if (node === null) return null;
   const v = cx.scalar(node);
-  const ms = v instanceof Date ? v.getTime() : typeof v === 'string' ? Date.parse(v) : NaN;
+  const ms = v instanceof Date ? v.getTime() : typeof v === 'string' ? parseTimestamp(v) : NaN;
   if (Number.isFinite(ms)) return ms;
   cx.issues.at(node, `${path}: must be an ISO-8601 timestamp such as 2027-01-01T00:00:00Z`);
   return undefined;
@@ -168,8 +177,9 @@ function readTimestamp(cx: ReadContext, node: Node | null, path: string): number
 export function readFailedAuth(cx: ReadContext, auth: MapReader): FailedAuthConfig | null {
   if (!auth.has('failedAuth')) return null;
   const f = auth.map('failedAuth');
-  const limit = f?.int('limit', undefined, 1, 1_000_000);
-  const windowMs = f?.duration('window', undefined, POSITIVE);
+  // The SPEC example's values, as for every setting left out.
+  const limit = f?.int('limit', 20, 1, 1_000_000);
+  const windowMs = f?.duration('window', 60_000, POSITIVE);
   f?.done();
   return limit && windowMs ? { limit, windowMs } : null;
 }

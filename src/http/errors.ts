@@ -1,6 +1,6 @@
 // The one error type of the request path: stable code + status, rendered to JSON in one place (sendError).
 import { randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
 export type ErrorCode =
@@ -98,7 +98,7 @@ export function rejectOnSocket(socket: Socket, err: ProxyError, requestId: strin
     return;
   }
   const body = errorBody(err, requestId);
-  const lines = [`HTTP/1.1 ${err.status} ${err.code.replace(/_/g, ' ')}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${requestId}`, 'cache-control: no-store', 'connection: close'];
+  const lines = [`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status]}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, `x-request-id: ${requestId}`, 'cache-control: no-store', 'connection: close'];
   // A refused WebSocket upgrade is a 401/403 like any other: it carries the same challenge.
   const challenge = WWW_AUTHENTICATE[err.code];
   if (challenge) lines.push(`www-authenticate: ${challenge}`);

@@ -8,7 +8,9 @@ import { systemClock, type Clock } from '../clock.js';
 import { collectGarbage, LARGE_KEY_TABLE, limitHeapGrowth } from '../observe/collect-garbage.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
-import { handleRequest } from '../pipeline/pipeline.js';
+import { exchangeOf } from '../pipeline/exchange.js';
+import { handleRequest, logRefusal } from '../pipeline/pipeline.js';
+import { isValidRequestId } from '../pipeline/sanitize-headers.js';
 import { MemoryStore } from '../rate-limit/memory-store.js';
 import { RedisStore } from '../rate-limit/redis-store.js';
 import type { RateLimitStore } from '../rate-limit/store.js';
@@ -96,7 +98,7 @@ export class Gateway {
       if (this.draining) return rejectOnSocket(socket, new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining'));
       handleUpgrade(this.current, req, socket, head);
     });
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(err, socket));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
     this.admin = config.admin ? createAdminServer(metrics, { notReadyReason: () => this.notReadyReason() }) : null;
   }
 
@@ -107,7 +109,10 @@ export class Gateway {
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     if (this.draining) {
       res.shouldKeepAlive = false;
-      sendError(res, new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining'), randomUUID());
+      const sent = req.headers['x-request-id'];
+      const requestId = typeof sent === 'string' && isValidRequestId(sent) ? sent : randomUUID();
+      sendError(res, DRAINING, requestId);
+      logRefusal(this.current, DRAINING, requestId, req.socket.remoteAddress ?? null, req);
       return;
     }
     this.inFlight++;
@@ -124,6 +129,30 @@ export class Gateway {
     this.release(plan);
     if (this.draining) this.drained?.();
   };
+
+  /**
+   * node:http could not read a request (unparsable, headers too large) or it took too long to arrive. Answered
+   * on the socket, and logged like any request: by the pipeline when it holds the request (a body too slow), with
+   * the same request id; here otherwise. When part of an answer is already on the wire, a second head would
+   * corrupt it: cutting the connection is the only signal left.
+   */
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const res = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || res?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const error = connectionError(err);
+    const ex = res ? exchangeOf(res) : undefined;
+    if (ex) {
+      ex.connectionError = error;
+      rejectOnSocket(socket, error, ex.requestId || randomUUID());
+      return;
+    }
+    const requestId = randomUUID();
+    rejectOnSocket(socket, error, requestId);
+    logRefusal(this.current, error, requestId, socket.remoteAddress ?? null);
+  }
 
   private release(plan: Plan): void {
     const users = this.planUsers.get(plan)! - 1;
@@ -223,12 +252,10 @@ function listenOn(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  if (err.code === 'HPE_HEADER_OVERFLOW') rejectOnSocket(socket, new ProxyError('request_header_fields_too_large', 'the request headers are too large'));
-  else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') rejectOnSocket(socket, new ProxyError('request_timeout', 'the request took too long to arrive'));
-  else rejectOnSocket(socket, new ProxyError('bad_request', 'the request could not be parsed'));
+const DRAINING = new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining');
+
+function connectionError(err: NodeJS.ErrnoException): ProxyError {
+  if (err.code === 'HPE_HEADER_OVERFLOW') return new ProxyError('request_header_fields_too_large', 'the request headers are too large', 'headers_too_large');
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return new ProxyError('request_timeout', 'the request took too long to arrive', 'request_timeout');
+  return new ProxyError('bad_request', 'the request could not be parsed', 'unparsable_request');
 }

@@ -3,7 +3,8 @@ import { pino, type Logger } from 'pino';
 
 export interface AccessRecord {
   readonly request_id: string;
-  readonly method: string;
+  /** null when node could not read the request line. */
+  readonly method: string | null;
   readonly path: string | null;
   readonly route: string | null;
   readonly status: number;

@@ -3,7 +3,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Identity } from '../auth/identity.js';
 import { takeQueryToken } from '../auth/query-token.js';
 import type { CompiledRoute, Plan } from '../config/compile.js';
+import type { ProxyError } from '../http/errors.js';
 import type { SanitizedHeaders } from './sanitize-headers.js';
+
+/** Where a ServerResponse keeps its Exchange: node reports a request timeout per socket, not per request. */
+const EXCHANGE = Symbol('gatehouse.exchange');
+
+/** The Exchange of the response a socket is answering, if gatehouse's pipeline is handling one. */
+export function exchangeOf(res: ServerResponse): Exchange | undefined {
+  return (res as ServerResponse & { [EXCHANGE]?: Exchange })[EXCHANGE];
+}
 
 export class Exchange {
   requestId = '';
@@ -24,6 +33,11 @@ export class Exchange {
   upgrade = false;
   /** `?access_token=` of an Upgrade request, removed from `search` before forwarding. */
   queryToken: string | undefined = undefined;
+  /**
+   * The error node:http reported on the connection while this request was in the pipeline (the request took
+   * longer than `requestTimeout` to arrive), answered on the socket: what the client got, so what the log says.
+   */
+  connectionError: ProxyError | null = null;
 
   constructor(
     readonly plan: Plan,
@@ -31,7 +45,9 @@ export class Exchange {
     /** null for Upgrade requests, which answer on the raw socket. */
     readonly res: ServerResponse | null,
     readonly started: number,
-  ) {}
+  ) {
+    if (res !== null) (res as ServerResponse & { [EXCHANGE]?: Exchange })[EXCHANGE] = this;
+  }
 
   /**
    * Marks a WebSocket upgrade, whose credential may come as `?access_token=` (browsers cannot set headers on a

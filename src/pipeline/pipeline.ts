@@ -74,13 +74,14 @@ export function logAccess(ex: Exchange): void {
   const { runtime } = ex.plan;
   const route = ex.route?.name ?? null;
   const id = ex.identity;
-  runtime.metrics.countRequest(route ?? '', ex.status);
+  const status = ex.connectionError?.status ?? ex.status;
+  runtime.metrics.countRequest(route ?? '', status);
   writeAccessLine(runtime.logger, {
     request_id: ex.requestId,
     method: ex.req.method!,
     path: ex.path || null,
     route,
-    status: ex.status,
+    status,
     duration_ms: performance.now() - ex.started,
     upstream_ms: ex.upstreamMs,
     tenant: id?.tenant ?? null,
@@ -88,6 +89,30 @@ export function logAccess(ex: Exchange): void {
     auth: id?.method ?? null,
     key_id: id?.keyId ?? null,
     ip: ex.clientIp || (ex.req.socket.remoteAddress ?? null),
-    reason: ex.reason,
+    reason: ex.connectionError?.reason ?? ex.reason,
+  });
+}
+
+/**
+ * The access line (and request count) of an answer given outside the pipeline: a request node:http could not
+ * parse, or one refused while draining. No route, no identity; the method and path when node read them.
+ */
+export function logRefusal(plan: Plan, error: ProxyError, requestId: string, ip: string | null, req: IncomingMessage | null = null): void {
+  const { runtime } = plan;
+  runtime.metrics.countRequest('', error.status);
+  writeAccessLine(runtime.logger, {
+    request_id: requestId,
+    method: req?.method ?? null,
+    path: req ? (req.url ?? '').split('?', 1)[0] : null,
+    route: null,
+    status: error.status,
+    duration_ms: 0,
+    upstream_ms: null,
+    tenant: null,
+    subject: null,
+    auth: null,
+    key_id: null,
+    ip,
+    reason: error.reason,
   });
 }

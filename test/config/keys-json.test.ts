@@ -34,6 +34,19 @@ t.test('a JSON keys file takes the fast path and gives exactly what the YAML rea
   t.same(fast![1], { id: 'min', hash: hash('b').slice(7), tenant: 'globex', subject: 'min', role: null, scopes: [], access: 'full', plan: null, expiresAt: null, disabled: false });
 });
 
+t.test('expiresAt is an ISO-8601 date (midnight UTC) or a date-time with its offset, on both paths alike', async (t) => {
+  const forms: Array<[string, number]> = [
+    ['2027-01-01', Date.UTC(2027, 0, 1)],
+    ['2027-01-01T00:00:00Z', Date.UTC(2027, 0, 1)],
+    ['2027-01-01T02:30:00.5+02:00', Date.UTC(2027, 0, 1, 0, 30, 0, 500)],
+  ];
+  for (const [text, ms] of forms) {
+    const entry = { ...minimal, expiresAt: text };
+    t.equal(fastKeyEntries(JSON.stringify({ keys: [entry] }))![0].expiresAt, ms, `${text}: fast path`);
+    t.equal(loadKeysFile(writeTempFile('keys.yaml', `keys:\n  - ${JSON.stringify(entry)}\n`))[0].expiresAt, ms, `${text}: YAML reader`);
+  }
+});
+
 t.test('doubtful JSON goes to the YAML reader, which refuses it with a position', async (t) => {
   const bad: Array<[string, unknown]> = [
     ['unknown field', { ...full, tennant: 'x' }],
@@ -45,6 +58,9 @@ t.test('doubtful JSON goes to the YAML reader, which refuses it with a position'
     ['bad access', { ...full, access: 'write' }],
     ['bad disabled', { ...full, disabled: 'yes' }],
     ['bad expiry', { ...full, expiresAt: 'soon' }],
+    // Date.parse reads these too, in the local time zone of whichever host loads the file.
+    ['an expiry that is not ISO-8601', { ...full, expiresAt: 'Jan 1 2027' }],
+    ['an expiry without its offset', { ...full, expiresAt: '2027-01-01T00:00:00' }],
     ['scopes not strings', { ...full, scopes: [{ a: 1 }] }],
     ['an unset variable', { ...full, tenant: '${NOT_SET_ANYWHERE}' }],
     // Identity values are sent as header values and must come back exactly: no control, non-ASCII or edge space.

@@ -442,6 +442,13 @@ t.test('a minimal config gets every default of SPEC section 2', async (t) => {
   });
 });
 
+t.test('failedAuth takes the limit (20) and window (1m) of the SPEC example for what is left out', async (t) => {
+  const base = `version: 1\n${UP}${ROUTE}auth:\n`;
+  t.strictSame(load(`${base}  failedAuth: {}\n`).config!.auth.failedAuth, { limit: 20, windowMs: 60_000 });
+  t.strictSame(load(`${base}  failedAuth: { limit: 5 }\n`).config!.auth.failedAuth, { limit: 5, windowMs: 60_000 });
+  t.strictSame(load(`${base}  failedAuth: { window: 10m }\n`).config!.auth.failedAuth, { limit: 20, windowMs: 600_000 });
+});
+
 t.test('${NAME} is expanded in a name as in any string: a tenant override keyed by an environment variable', async (t) => {
   const yaml = `version: 1\n${UP}rateLimit:\n  policies:\n    std: { limit: 10, window: 1m, by: tenant }\n  tenants:\n    \${BIG_TENANT}:\n      std: { limit: 5000, window: 1h }\n${ROUTE}`;
   const { config, issues } = load(yaml, { BIG_TENANT: 'acme' });

@@ -1,0 +1,142 @@
+// Answers node:http gives outside the pipeline (SPEC section 8: one access line per request): a request it cannot
+// parse, headers too large, a request too slow to arrive, a request refused while draining. Each is logged and
+// counted like any request, with the request id the client got; an answer already under way is cut, never
+// followed by a second head.
+import t from 'tap';
+import { connect } from 'node:net';
+import { call, raw, rawStatus, startGatehouse, startUpstream, type Running, type Upstream } from '../support/harness.js';
+import { until } from '../support/until.js';
+
+let upstream: Upstream;
+/** Answers with a head and part of a body at once, then waits for the whole request body before ending. */
+let early: Upstream;
+let gw: Running;
+
+t.before(async () => {
+  upstream = await startUpstream();
+  early = await startUpstream(
+    (req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('partial answer ');
+      req.resume();
+      req.on('end', () => res.end('done'));
+    },
+    { buffer: false },
+  );
+  gw = await startGatehouse(`version: 1
+server: { port: 0, headersTimeout: 500ms, requestTimeout: 1s }
+admin: { port: 0 }
+upstreams:
+  default: { url: "${upstream.url}", timeout: 5s, connectTimeout: 1s }
+  early: { url: "${early.url}", timeout: 5s, connectTimeout: 1s }
+routes:
+  - name: early
+    match: { path: /early/** }
+    auth: none
+    upstream: early
+  - name: open
+    match: { path: /** }
+    auth: none
+`);
+});
+t.teardown(async () => {
+  await gw.close();
+  await upstream.close();
+  await early.close();
+});
+
+const accessLine = (requestId: string) => gw.logs.find((l) => l.request_id === requestId && 'status' in l);
+const bodyOf = (answer: string) => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+async function counted(status: number): Promise<number> {
+  const text = (await call(`${gw.adminUrl}/metrics`)).text;
+  return Number(new RegExp(`^gatehouse_requests_total\\{route="",status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+}
+
+t.test('a request whose headers are too large is logged and counted, under the request id it was answered with', async (t) => {
+  const before = await counted(431);
+  const answer = await raw(gw.port, `GET /x HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+  t.match(answer, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+  const id = bodyOf(answer).request_id;
+  await until(() => !!accessLine(id), 2000, 'the access line is written');
+  t.match(accessLine(id), { status: 431, method: null, path: null, route: null, reason: 'headers_too_large', ip: '127.0.0.1' });
+  t.equal(await counted(431), before + 1);
+});
+
+t.test('a request node cannot parse is logged and counted', async (t) => {
+  const before = await counted(400);
+  const answer = await raw(gw.port, 'GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.equal(rawStatus(answer), 400);
+  const id = bodyOf(answer).request_id;
+  await until(() => !!accessLine(id), 2000, 'the access line is written');
+  t.match(accessLine(id), { status: 400, route: null, reason: 'unparsable_request' });
+  t.equal(await counted(400), before + 1);
+});
+
+t.test('a body slower than requestTimeout: 408 with the request id of its one access line, which says 408', async (t) => {
+  const answer = await new Promise<string>((resolve) => {
+    const socket = connect(gw.port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    socket.on('close', () => resolve(text));
+    socket.on('error', () => undefined);
+    socket.write('POST /slow HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-body-1\r\nContent-Length: 10\r\n\r\nab');
+  });
+  t.match(answer, /^HTTP\/1\.1 408 Request Timeout\r\n/, 'with the standard reason phrase');
+  t.match(answer, /\r\nx-request-id: slow-body-1\r\n/);
+  t.equal(bodyOf(answer).request_id, 'slow-body-1');
+  await until(() => !!accessLine('slow-body-1'), 2000, 'the access line is written');
+  const lines = gw.logs.filter((l) => l.request_id === 'slow-body-1' && 'status' in l);
+  t.equal(lines.length, 1, 'one access line');
+  t.match(lines[0], { status: 408, method: 'POST', path: '/slow', route: 'open', reason: 'request_timeout' });
+});
+
+t.test('a request timeout while the answer is already under way cuts the connection; no second head follows', async (t) => {
+  const answer = await new Promise<string>((resolve) => {
+    const socket = connect(gw.port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    socket.on('close', () => resolve(text));
+    socket.on('error', () => undefined);
+    socket.write('POST /early/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: early-1\r\nContent-Length: 10\r\n\r\nab');
+  });
+  t.equal(rawStatus(answer), 200, 'the upstream answer had begun');
+  t.match(answer, /partial answer/);
+  t.notMatch(answer, /HTTP\/1\.1 408/, 'no 408 head inside the 200 body');
+  t.equal((await call(`${gw.url}/after`)).status, 200, 'the server keeps serving');
+});
+
+t.test('a request refused while draining is logged and counted', async (t) => {
+  const own = await startGatehouse(`version: 1
+server: { port: 0, shutdownTimeout: 5s }
+upstreams:
+  early: { url: "${early.url}", timeout: 5s, connectTimeout: 1s }
+routes:
+  - name: early
+    match: { path: /** }
+    auth: none
+    upstream: early
+`);
+  // Two connections, each with a request in flight (its body unfinished, so the upstream answer too). Closing
+  // starts draining; B then finishes its body with a second request pipelined after it, read while A still holds
+  // the server open.
+  const open = (name: string) => {
+    const socket = connect(own.port, '127.0.0.1');
+    const seen = { text: '' };
+    socket.on('data', (c: Buffer) => (seen.text += c.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.write(`POST /${name} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab`);
+    return { socket, seen };
+  };
+  const a = open('a');
+  const b = open('b');
+  await until(() => a.seen.text.includes('partial answer') && b.seen.text.includes('partial answer'), 2000, 'both are being answered');
+  const closing = own.close();
+  b.socket.write('cdGET /second HTTP/1.1\r\nHost: x\r\nX-Request-Id: while-draining\r\n\r\n');
+  await until(() => b.seen.text.includes('HTTP/1.1 503'), 2000, 'the pipelined request is refused while draining');
+  t.match(b.seen.text, /\r\nx-request-id: while-draining\r\n/, "with the client's request id, as every answer");
+  a.socket.write('cd');
+  await closing;
+  a.socket.destroy();
+  b.socket.destroy();
+  t.match(own.logs.find((l) => l.request_id === 'while-draining' && 'status' in l) ?? {}, { status: 503, method: 'GET', path: '/second', reason: 'draining' });
+});
