@@ -1,5 +1,6 @@
 // Stage: stream the request to the upstream over a keep-alive pool (undici) and stream the answer back.
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
@@ -85,6 +86,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
   private headOnly = false;
   /** Whether a 'drain' listener was ever added (backpressure), so settle() removes it only then. */
   private paused = false;
+  /** The client connection, watched while this response waits behind another (pipelining). */
+  private connection: Socket | null = null;
   private readonly onClose = () => {
     if (this.settled || this.res.writableFinished) return;
     this.clientGone = true;
@@ -105,6 +108,13 @@ class Forwarding implements Dispatcher.DispatchHandler {
     // `on`, never removed: every response emits 'close' once, at its end; a settled one is ignored, which costs
     // less than once()'s wrapper and a removeListener on every request.
     res.on('close', this.onClose);
+    // A response queued behind another on a pipelined connection has no socket yet, and node never emits its
+    // 'close' if the connection dies first: until it is this response's turn, watch the connection itself.
+    if (res.socket === null) {
+      this.connection = ex.req.socket;
+      this.connection.on('close', this.onClose);
+      if (this.connection.destroyed) this.onClose();
+    }
     if (res.destroyed) this.onClose();
   }
 
@@ -172,6 +182,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
   private settle(): void {
     this.settled = true;
     if (this.paused) this.res.off('drain', this.onDrain);
+    this.connection?.off('close', this.onClose);
   }
 }
 

@@ -10,6 +10,8 @@ import { until } from '../support/until.js';
 let upstream: Upstream;
 /** Answers with a head and part of a body at once, then waits for the whole request body before ending. */
 let early: Upstream;
+/** Streams a large answer for as long as the connection lasts; counts its open connections. */
+let endless: Upstream & { open: () => number };
 let gw: Running;
 
 t.before(async () => {
@@ -23,13 +25,33 @@ t.before(async () => {
     },
     { buffer: false },
   );
+  const streaming = await startUpstream(
+    (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const chunk = Buffer.alloc(64 * 1024, 120);
+      const timer = setInterval(() => res.write(chunk), 5);
+      res.on('close', () => clearInterval(timer));
+    },
+    { buffer: false },
+  );
+  let open = 0;
+  streaming.server.on('connection', (socket) => {
+    open++;
+    socket.on('close', () => open--);
+  });
+  endless = Object.assign(streaming, { open: () => open });
   gw = await startGatehouse(`version: 1
 server: { port: 0, headersTimeout: 500ms, requestTimeout: 1s }
 admin: { port: 0 }
 upstreams:
   default: { url: "${upstream.url}", timeout: 5s, connectTimeout: 1s }
   early: { url: "${early.url}", timeout: 5s, connectTimeout: 1s }
+  endless: { url: "${endless.url}", timeout: 5s, connectTimeout: 1s }
 routes:
+  - name: endless
+    match: { path: /endless/** }
+    auth: none
+    upstream: endless
   - name: early
     match: { path: /early/** }
     auth: none
@@ -43,6 +65,7 @@ t.teardown(async () => {
   await gw.close();
   await upstream.close();
   await early.close();
+  await endless.close();
 });
 
 const accessLine = (requestId: string) => gw.logs.find((l) => l.request_id === requestId && 'status' in l);
@@ -139,4 +162,18 @@ routes:
   a.socket.destroy();
   b.socket.destroy();
   t.match(own.logs.find((l) => l.request_id === 'while-draining' && 'status' in l) ?? {}, { status: 503, method: 'GET', path: '/second', reason: 'draining' });
+});
+
+t.test('pipelined requests still queued when the client leaves are cancelled too: no upstream connection is left open', async (t) => {
+  const socket = connect(gw.port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  socket.on('data', () => undefined);
+  socket.pause(); // reads nothing: the first answer fills the buffers, the others wait behind it
+  const ids = [1, 2, 3, 4, 5].map((i) => `pipelined-${i}`);
+  socket.write(ids.map((id) => `GET /endless/${id} HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${id}\r\n\r\n`).join(''));
+  await until(() => endless.open() >= 5, 2000, 'every pipelined request reached the upstream');
+  socket.destroy();
+  await until(() => gw.gateway.runtime.metrics.requestsInFlight === 0, 3000, 'no request left in flight');
+  await until(() => endless.open() === 0, 3000, 'every upstream connection closed');
+  for (const id of ids) t.match(accessLine(id), { status: 499, reason: 'client_closed' }, `${id} logged as the client leaving`);
 });
