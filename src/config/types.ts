@@ -13,6 +13,8 @@ export interface ServerConfig {
   /** Node's requestTimeout: the whole request (head and body) must arrive within it; 0 disables. */
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** Longest a client may stop reading its answer (gatehouse waiting to write) before it is cut off; 0 disables. */
+  sendTimeoutMs: number;
 }
 
 export interface AdminConfig {

@@ -24,6 +24,7 @@ export function validate(cx: ReadContext, rootNode: Node | null, file: string): 
     headersTimeoutMs: s?.duration('headersTimeout', 10_000, TIMER) ?? 0,
     requestTimeoutMs: s?.duration('requestTimeout', 300_000, TIMER) ?? 0,
     keepAliveTimeoutMs: s?.duration('keepAliveTimeout', 5_000, TIMER) ?? 0,
+    sendTimeoutMs: s?.duration('sendTimeout', 60_000, TIMER) ?? 0,
   };
   s?.done();
   const admin = readAdmin(root);

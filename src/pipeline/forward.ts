@@ -93,7 +93,19 @@ class Forwarding implements Dispatcher.DispatchHandler {
     this.clientGone = true;
     this.controller?.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
   };
-  private readonly onDrain = () => this.controller?.resume();
+  private readonly onDrain = () => {
+    clearTimeout(this.stall);
+    this.controller?.resume();
+  };
+  /** Armed while the client is not reading (backpressure): it gets `server.sendTimeout` to start again. */
+  private stall: NodeJS.Timeout | undefined = undefined;
+  private sendTimedOut = false;
+  private readonly onStall = () => {
+    // Cut off: the 'close' that follows aborts the upstream request, and the log says why.
+    this.sendTimedOut = true;
+    this.ex.reason = 'send_timeout';
+    this.res.destroy();
+  };
 
   constructor(
     private readonly ex: Exchange,
@@ -150,6 +162,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
       controller.pause();
       this.paused = true;
       this.res.once('drain', this.onDrain);
+      const { sendTimeoutMs } = this.ex.plan.config.server;
+      if (sendTimeoutMs > 0) this.stall = setTimeout(this.onStall, sendTimeoutMs);
     }
   }
 
@@ -165,6 +179,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
     if (this.headOnly) {
       // The client has its whole answer; what undici says of the body after it (a Content-Length on a 304 that
       // counts no bytes here) concerns only the upstream connection, which undici closes.
+    } else if (this.sendTimedOut) {
+      // Cut off by onStall: the status the answer began with, and reason send_timeout, stay as they are.
     } else if (this.clientGone) {
       // Nobody is left to answer; 499 is the customary log status for it (nginx).
       ex.status = 499;
@@ -181,7 +197,10 @@ class Forwarding implements Dispatcher.DispatchHandler {
 
   private settle(): void {
     this.settled = true;
-    if (this.paused) this.res.off('drain', this.onDrain);
+    if (this.paused) {
+      this.res.off('drain', this.onDrain);
+      clearTimeout(this.stall);
+    }
     this.connection?.off('close', this.onClose);
   }
 }

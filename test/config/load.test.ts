@@ -383,6 +383,7 @@ t.test('a minimal config gets every default of SPEC section 2', async (t) => {
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 300_000,
     keepAliveTimeoutMs: 5_000,
+    sendTimeoutMs: 60_000,
   });
   t.strictSame(c.admin, { host: '127.0.0.1', port: 9901 });
   t.strictSame(c.upstreams.default, { name: 'default', url: 'http://127.0.0.1:3000', connectTimeoutMs: 5_000, timeoutMs: 30_000, keepAlive: true });

@@ -10,7 +10,7 @@ import { until } from '../support/until.js';
 let upstream: Upstream;
 /** Answers with a head and part of a body at once, then waits for the whole request body before ending. */
 let early: Upstream;
-/** Streams a large answer for as long as the connection lasts; counts its open connections. */
+/** Streams a large answer for as long as the connection lasts; counts the answers still streaming. */
 let endless: Upstream & { open: () => number };
 let gw: Running;
 
@@ -25,20 +25,20 @@ t.before(async () => {
     },
     { buffer: false },
   );
+  let open = 0;
   const streaming = await startUpstream(
     (_req, res) => {
+      open++;
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       const chunk = Buffer.alloc(64 * 1024, 120);
       const timer = setInterval(() => res.write(chunk), 5);
-      res.on('close', () => clearInterval(timer));
+      res.on('close', () => {
+        open--;
+        clearInterval(timer);
+      });
     },
     { buffer: false },
   );
-  let open = 0;
-  streaming.server.on('connection', (socket) => {
-    open++;
-    socket.on('close', () => open--);
-  });
   endless = Object.assign(streaming, { open: () => open });
   gw = await startGatehouse(`version: 1
 server: { port: 0, headersTimeout: 500ms, requestTimeout: 1s }
@@ -164,7 +164,7 @@ routes:
   t.match(own.logs.find((l) => l.request_id === 'while-draining' && 'status' in l) ?? {}, { status: 503, method: 'GET', path: '/second', reason: 'draining' });
 });
 
-t.test('pipelined requests still queued when the client leaves are cancelled too: no upstream connection is left open', async (t) => {
+t.test('pipelined requests still queued when the client leaves are cancelled too: no upstream request is left running', async (t) => {
   const socket = connect(gw.port, '127.0.0.1');
   socket.on('error', () => undefined);
   socket.on('data', () => undefined);
@@ -174,6 +174,37 @@ t.test('pipelined requests still queued when the client leaves are cancelled too
   await until(() => endless.open() >= 5, 2000, 'every pipelined request reached the upstream');
   socket.destroy();
   await until(() => gw.gateway.runtime.metrics.requestsInFlight === 0, 3000, 'no request left in flight');
-  await until(() => endless.open() === 0, 3000, 'every upstream connection closed');
+  await until(() => endless.open() === 0, 3000, 'every upstream answer was cut off');
   for (const id of ids) t.match(accessLine(id), { status: 499, reason: 'client_closed' }, `${id} logged as the client leaving`);
+});
+
+t.test('a client that stops reading its answer is cut off after sendTimeout, and the upstream request with it', async (t) => {
+  const own = await startGatehouse(`version: 1
+server: { port: 0, sendTimeout: 300ms }
+upstreams:
+  endless: { url: "${endless.url}", timeout: 5s, connectTimeout: 1s }
+routes:
+  - name: endless
+    match: { path: /** }
+    auth: none
+    upstream: endless
+`);
+  t.teardown(() => own.close());
+  const socket = connect(own.port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  socket.write('GET /big HTTP/1.1\r\nHost: x\r\nX-Request-Id: never-reads\r\n\r\n');
+  socket.pause(); // never reads: the buffers fill and gatehouse waits for a drain that never comes
+  const started = Date.now();
+  await until(() => own.gateway.runtime.metrics.requestsInFlight === 1 && endless.open() >= 1, 2000, 'the answer is streaming');
+  await until(() => own.gateway.runtime.metrics.requestsInFlight === 0, 3000, 'the request is over');
+  const after = Date.now() - started;
+  t.ok(after >= 250, `cut ${after} ms after the client stopped reading (sendTimeout 300ms, once the buffers are full)`);
+  await until(() => endless.open() === 0, 2000, 'the upstream answer was cut off');
+  t.match(own.logs.find((l) => l.request_id === 'never-reads' && 'status' in l), { status: 200, reason: 'send_timeout' });
+  // Reading now, the client finds its connection closed after what was buffered.
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.on('data', () => undefined);
+  socket.resume();
+  await closed;
+  t.pass('the client connection is closed');
 });
