@@ -212,3 +212,11 @@ export function readStrings(cx: ReadContext, node: Node, path: string, single: b
   });
   return ok ? out : undefined;
 }
+
+/**
+ * A table keyed by names from the config (policies, tenants, upstreams, header names): without a prototype, so
+ * a name such as `constructor`, `toString` or `__proto__` is an entry like any other, never an inherited member.
+ */
+export function record<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}

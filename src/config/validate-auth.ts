@@ -6,7 +6,7 @@ import { KEY_NAME, KEY_NAME_RULE, unsafeIdentityField } from '../auth/identity.j
 import { jwksFileProblem } from '../auth/jwks-cache.js';
 import { validateProviderAlgorithms } from '../auth/jwt-algorithms.js';
 import { POSITIVE, TIMER, TIMER_MAX_MS } from './duration.js';
-import { MapReader, readString, type ReadContext } from './reader.js';
+import { MapReader, readString, type ReadContext, record } from './reader.js';
 import type { ApiKeyEntry, ApiKeysConfig, FailedAuthConfig, IdentityConfig, JwtProviderConfig } from './types.js';
 
 const KEY_SOURCES = ['jwksUrl', 'jwksFile', 'publicKey', 'secret'] as const;
@@ -215,7 +215,7 @@ export function readIdentity(cx: ReadContext, root: MapReader): IdentityConfig {
     else if (name !== undefined) cx.issues.at(h?.get(key), `${h?.keyPath(key)}: not a valid header name`);
   }
   h?.done();
-  const claimHeaders: Record<string, string> = {};
+  const claimHeaders = record<string>();
   const ch = id?.map('claimHeaders');
   for (const [name, node, keyNode] of ch?.entries() ?? []) {
     if (!HEADER_NAME.test(name)) cx.issues.at(keyNode, `identity.claimHeaders.${name}: not a valid header name`);

@@ -1,7 +1,7 @@
 // Validation of the `rateLimit` block: store, Redis settings, policies and their plan/tenant overrides.
 import type { Node } from 'yaml';
 import { POSITIVE, TIMER } from './duration.js';
-import { MapReader, type ReadContext } from './reader.js';
+import { MapReader, type ReadContext, record } from './reader.js';
 import type { LimitOverride, PolicyConfig, RateLimitConfig } from './types.js';
 
 const BY = ['tenant', 'subject', 'key', 'ip'] as const;
@@ -21,7 +21,7 @@ export function readRateLimit(cx: ReadContext, root: MapReader): RateLimitConfig
   rd?.done();
   const headers = r?.oneOf('headers', ['both', 'ietf', 'legacy', 'none'] as const, 'both') ?? 'both';
 
-  const policies: Record<string, PolicyConfig> = {};
+  const policies = record<PolicyConfig>();
   const p = r?.map('policies');
   for (const [name, node] of p?.entries() ?? []) {
     const pr = MapReader.of(cx, node, `rateLimit.policies.${name}`, node);
@@ -43,10 +43,10 @@ function readOverrides(
   path: string,
   policies: Record<string, PolicyConfig>,
 ): Record<string, Record<string, LimitOverride>> {
-  const out: Record<string, Record<string, LimitOverride>> = {};
+  const out = record<Record<string, LimitOverride>>();
   for (const [owner, node] of section?.entries() ?? []) {
     const o = MapReader.of(cx, node, `${path}.${owner}`, node);
-    out[owner] = {};
+    out[owner] = record<LimitOverride>();
     for (const [policy, pnode, keyNode] of o?.entries() ?? []) {
       const override = readOverride(cx, pnode, `${path}.${owner}.${policy}`, keyNode);
       if (!policies[policy]) cx.issues.at(keyNode, `${path}.${owner}.${policy}: no policy named "${policy}"`);

@@ -2,7 +2,7 @@
 import { BlockList, isIP } from 'node:net';
 import { isScalar, isSeq, type Node } from 'yaml';
 import { TIMER } from './duration.js';
-import { MapReader, readString, type ReadContext } from './reader.js';
+import { MapReader, readString, type ReadContext, record } from './reader.js';
 import { readApiKeys, readFailedAuth, readIdentity, readJwt } from './validate-auth.js';
 import { readRateLimit } from './validate-rate-limit.js';
 import type { GatehouseConfig, RouteAuth, RouteConfig, TrustProxy, UpstreamConfig } from './types.js';
@@ -96,7 +96,7 @@ function readAdmin(root: MapReader): GatehouseConfig['admin'] {
 
 /** The valid upstreams, and the names of all declared ones (an invalid upstream is reported once, not again by each route using it). */
 function readUpstreams(cx: ReadContext, root: MapReader): { upstreams: Record<string, UpstreamConfig>; declared: Set<string> } {
-  const out: Record<string, UpstreamConfig> = {};
+  const out = record<UpstreamConfig>();
   const declared = new Set<string>();
   for (const [name, node] of root.map('upstreams')?.entries() ?? []) {
     declared.add(name);

@@ -23,6 +23,8 @@ function load(yaml: string, env: Record<string, string> = {}) {
 writeFileSync(join(dir, 'garbage-jwks.json'), '{"keys":"garbage"}');
 writeFileSync(join(dir, 'symmetric-jwks.json'), JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA' }] }));
 const SECRET = '0123456789abcdef0123456789abcdef';
+/** Config tables have no prototype (see reader.ts record); compared by content. */
+const plain = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
 const UP = 'upstreams:\n  default:\n    url: http://127.0.0.1:3000\n';
 const ROUTE = 'routes:\n  - name: all\n    match: { path: /** }\n    auth: none\n';
 /** A provider block (5 lines, starting on line 5 when placed right after version + UP) with one key source. */
@@ -408,7 +410,7 @@ t.test('a minimal config gets every default of SPEC section 2', async (t) => {
     disabled: false,
   });
   t.equal(c.auth.failedAuth, null, 'failedAuth is off unless configured');
-  t.strictSame(c.identity, {
+  t.strictSame(plain(c.identity), {
     headers: {
       tenant: 'X-Auth-Tenant',
       subject: 'X-Auth-Subject',
@@ -421,7 +423,7 @@ t.test('a minimal config gets every default of SPEC section 2', async (t) => {
     stripPrefixes: ['X-Auth-'],
     forwardAuthorization: false,
   });
-  t.strictSame(c.rateLimit, {
+  t.strictSame(plain(c.rateLimit), {
     store: 'memory',
     maxKeys: 100_000,
     redis: { url: 'redis://127.0.0.1:6379', keyPrefix: 'gatehouse:', commandTimeoutMs: 100, onError: 'allow' },
@@ -443,6 +445,27 @@ t.test('a minimal config gets every default of SPEC section 2', async (t) => {
   });
 });
 
+t.test('names that are Object.prototype members are names like any other: no inherited policy, upstream or override', async (t) => {
+  const route = (limits: string) => `routes:\n  - name: all\n    match: { path: /** }\n    auth: none\n    rateLimit: [${limits}]\n`;
+  // A route naming an undefined policy "toString" or "constructor" is an error, not the inherited function.
+  const undefinedPolicy = load(`version: 1\n${UP}rateLimit:\n  policies:\n    std: { limit: 5, window: 1m, by: ip }\n${route('toString')}`);
+  t.match(undefinedPolicy.issues, [/routes\[0\]\.rateLimit: no policy named "toString"/]);
+  const override = load(`version: 1\n${UP}rateLimit:\n  policies:\n    std: { limit: 5, window: 1m, by: ip }\n  tenants:\n    acme: { valueOf: { limit: 1, window: 1m } }\n${route('std')}`);
+  t.match(override.issues, [/rateLimit\.tenants\.acme\.valueOf: no policy named "valueOf"/]);
+  // Defined under such names, they work, and a tenant named __proto__ is a tenant.
+  const named = load(
+    `version: 1\n${UP}rateLimit:\n  policies:\n    constructor: { limit: 5, window: 1m, by: ip }\n    std: { limit: 9, window: 1m, by: ip }\n` +
+      `  tenants:\n    __proto__: { constructor: { limit: 2, window: 1m } }\n    alpha: { std: { limit: 3, window: 1m } }\n${route('constructor, std')}`,
+  );
+  t.strictSame(named.issues, []);
+  const c = named.config!.rateLimit;
+  t.strictSame(plain(c.policies.constructor), { name: 'constructor', limit: 5, windowMs: 60_000, by: 'ip' });
+  // As text: tap compares objects by their `constructor` property too, which here is a policy.
+  t.equal(JSON.stringify(c.tenants['__proto__']), JSON.stringify({ constructor: { limit: 2, windowMs: 60_000 } }));
+  t.equal(Object.hasOwn(c.tenants, '__proto__'), true, 'an own entry, not the prototype');
+  t.equal(c.tenants.alpha.constructor, undefined, 'alpha has no override of "constructor"');
+});
+
 t.test('failedAuth takes the limit (20) and window (1m) of the SPEC example for what is left out', async (t) => {
   const base = `version: 1\n${UP}${ROUTE}auth:\n`;
   t.strictSame(load(`${base}  failedAuth: {}\n`).config!.auth.failedAuth, { limit: 20, windowMs: 60_000 });
@@ -454,5 +477,5 @@ t.test('${NAME} is expanded in a name as in any string: a tenant override keyed 
   const yaml = `version: 1\n${UP}rateLimit:\n  policies:\n    std: { limit: 10, window: 1m, by: tenant }\n  tenants:\n    \${BIG_TENANT}:\n      std: { limit: 5000, window: 1h }\n${ROUTE}`;
   const { config, issues } = load(yaml, { BIG_TENANT: 'acme' });
   t.strictSame(issues, []);
-  t.strictSame(config!.rateLimit.tenants, { acme: { std: { limit: 5000, windowMs: 3_600_000 } } });
+  t.strictSame(plain(config!.rateLimit.tenants), { acme: { std: { limit: 5000, windowMs: 3_600_000 } } });
 });
