@@ -3,7 +3,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { loadConfig } from './config/load.js';
 import { ConfigError } from './config/issues.js';
-import type { Gateway } from './http/server.js';
+import { pendingRestart, type Gateway } from './http/server.js';
 
 const DEBOUNCE_MS = 200;
 
@@ -13,9 +13,11 @@ export function reloadFrom(gateway: Gateway, configPath: string): ReloadOutcome 
   const { logger, metrics } = gateway.runtime;
   try {
     const config = loadConfig(configPath);
+    const settings = pendingRestart(config, gateway.plan.config);
     const outcome = gateway.reload(config);
-    if (outcome === 'restart_required') logger.warn('config changed a setting that needs a restart (listen address, admin, or rate-limit store); keeping the running config');
-    else logger.info({ routes: config.routes.length }, 'config reloaded');
+    if (outcome === 'restart_required') {
+      logger.warn({ settings, routes: config.routes.length }, 'config reloaded, but for settings that need a restart: they keep their running values');
+    } else logger.info({ routes: config.routes.length }, 'config reloaded');
     return outcome;
   } catch (err) {
     metrics.reloads.inc({ outcome: 'invalid' });

@@ -31,9 +31,36 @@ export function createStore(config: GatehouseConfig, clock: Clock, logger: Logge
   return new MemoryStore({ maxKeys: r.maxKeys, clock, logger });
 }
 
-/** Settings a running process cannot change without a restart. */
-const restartKey = (c: GatehouseConfig) =>
-  JSON.stringify([c.server.host, c.server.port, c.server.maxHeaderBytes, c.admin, c.rateLimit.store, c.rateLimit.maxKeys, c.rateLimit.redis]);
+/** Settings a running process cannot change without a restart (listeners, the store), by name. */
+const RESTART_ONLY: ReadonlyArray<readonly [string, (c: GatehouseConfig) => unknown]> = [
+  ['server.host', (c) => c.server.host],
+  ['server.port', (c) => c.server.port],
+  ['server.maxHeaderBytes', (c) => c.server.maxHeaderBytes],
+  ['admin', (c) => c.admin],
+  ['rateLimit.store', (c) => c.rateLimit.store],
+  ['rateLimit.maxKeys', (c) => c.rateLimit.maxKeys],
+  ['rateLimit.redis.url', (c) => c.rateLimit.redis.url],
+  ['rateLimit.redis.keyPrefix', (c) => c.rateLimit.redis.keyPrefix],
+  ['rateLimit.redis.commandTimeout', (c) => c.rateLimit.redis.commandTimeoutMs],
+];
+
+/** The restart-only settings `next` changes from `running`. */
+export function pendingRestart(next: GatehouseConfig, running: GatehouseConfig): string[] {
+  return RESTART_ONLY.filter(([, read]) => JSON.stringify(read(next)) !== JSON.stringify(read(running))).map(([name]) => name);
+}
+
+/** `next` with the restart-only settings of `running`: what a reload can apply now. */
+function keepRunning(next: GatehouseConfig, running: GatehouseConfig): GatehouseConfig {
+  const { host, port, maxHeaderBytes } = running.server;
+  const { store, maxKeys } = running.rateLimit;
+  const { url, keyPrefix, commandTimeoutMs } = running.rateLimit.redis;
+  return {
+    ...next,
+    server: { ...next.server, host, port, maxHeaderBytes },
+    admin: running.admin,
+    rateLimit: { ...next.rateLimit, store, maxKeys, redis: { ...next.rateLimit.redis, url, keyPrefix, commandTimeoutMs } },
+  };
+}
 
 const serverTimeouts = (s: GatehouseConfig['server']) => ({
   headersTimeout: s.headersTimeoutMs,
@@ -190,23 +217,23 @@ export class Gateway {
 
   /**
    * Swaps in a new plan built from `config`; in-flight requests finish on the plan they started with.
-   * Returns 'restart_required' (and keeps the old plan) when a setting that needs a new process changed.
+   * Settings that need a new process (pendingRestart) keep their running values, and the rest is applied: a key
+   * revoked in the same file, or later, must never wait for a restart. Returns 'restart_required' then.
    */
-  reload(config: GatehouseConfig): 'ok' | 'restart_required' {
-    if (restartKey(config) !== restartKey(this.current.config)) {
-      this.runtime.metrics.reloads.inc({ outcome: 'restart_required' });
-      return 'restart_required';
-    }
+  reload(next: GatehouseConfig): 'ok' | 'restart_required' {
     const old = this.current;
+    const pending = pendingRestart(next, old.config);
+    const config = pending.length === 0 ? next : keepRunning(next, old.config);
     this.current = compilePlan(config, this.runtime, old);
     settleLargeKeyTable(this.current);
     // Read by node:http on every sweep and every new connection: tightening them against slow clients needs no
     // restart. The sweep's own interval stays as started (at most a second).
     Object.assign(this.server, serverTimeouts(config.server));
     this.runtime.logger.level = config.log.level;
-    this.runtime.metrics.reloads.inc({ outcome: 'ok' });
+    const outcome = pending.length === 0 ? 'ok' : 'restart_required';
+    this.runtime.metrics.reloads.inc({ outcome });
     if (!this.planUsers.has(old)) void retirePlans([old], this.livePlans());
-    return 'ok';
+    return outcome;
   }
 
   /**

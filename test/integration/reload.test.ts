@@ -150,14 +150,29 @@ t.test('a reload applies the server timeouts and the log level to the running se
   t.equal(gh.logs.length, lines, 'log level warn: no access line');
 });
 
-t.test('a changed listen port is not applied: restart_required, the old config keeps serving', async (t) => {
+t.test('a changed listen port waits for a restart; everything else in the file is applied', async (t) => {
   const gh = await start(t, { routes: newRoute('kept') });
   rewrite(gh, { port: 18_081, routes: newRoute('other') });
   t.equal(reloadFrom(gh.gateway, gh.configPath), 'restart_required');
-  t.equal((await call(`${gh.url}/kept`)).status, 200, 'the old plan is still in place');
-  t.equal((await call(`${gh.url}/other`)).status, 404, 'nothing of the new file was applied');
+  t.equal((await call(`${gh.url}/other`)).status, 200, 'the new routes are applied, on the port still listened on');
+  t.equal((await call(`${gh.url}/kept`)).status, 404);
+  t.equal(gh.gateway.plan.config.server.port, 0, 'the plan holds the running port');
   t.equal(await metric(gh, 'restart_required'), 1);
-  t.ok(gh.logs.some((l) => l.level === 40 && String(l.msg).includes('needs a restart')));
+  const warning = gh.logs.find((l) => l.level === 40 && String(l.msg).includes('need a restart'));
+  t.strictSame(warning?.settings, ['server.port'], 'the log names the setting left as running');
+});
+
+t.test('a setting waiting for a restart never holds back a key revoked in the keys file', async (t) => {
+  const keysEntry = (disabled: boolean) => `keys:\n  - { id: file-key, hash: "${sha('key-from-file')}", tenant: globex, subject: s, disabled: ${disabled} }\n`;
+  const keysFile = writeTempFile('keys.yaml', keysEntry(false));
+  const gh = await start(t, { keysFile });
+  const withFileKey = { headers: { 'x-api-key': 'key-from-file' } };
+  t.equal((await call(`${gh.url}/api/x`, withFileKey)).status, 200);
+  rewrite(gh, { keysFile, server: ', maxHeaderBytes: 32768' });
+  t.equal(reloadFrom(gh.gateway, gh.configPath), 'restart_required');
+  writeFileSync(keysFile, keysEntry(true));
+  t.equal(reloadFrom(gh.gateway, gh.configPath), 'restart_required', 'the header limit still waits for a restart');
+  t.equal((await call(`${gh.url}/api/x`, withFileKey)).status, 401, 'the revocation is applied at once');
 });
 
 t.test('the watcher revokes a key disabled in the keys file, and reloads a changed config file', async (t) => {
