@@ -116,6 +116,11 @@ export class Gateway {
       connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(s.headersTimeoutMs / 4))),
     });
     this.server.on('request', (req, res) => this.onRequest(req, res));
+    // With these listeners node leaves Expect to gatehouse: 100 Continue goes out only once the request is admitted
+    // (forward.ts), so a refused one is never invited to upload; any other expectation is ignored (RFC 9110 10.1.1
+    // allows it), not a bare 417.
+    this.server.on('checkContinue', (req, res) => this.onRequest(req, res));
+    this.server.on('checkExpectation', (req, res) => this.onRequest(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       this.upgrades.add(socket);
       socket.once('close', () => {

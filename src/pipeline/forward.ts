@@ -209,6 +209,8 @@ export function forward(ex: Exchange, headers: string[]): Promise<void> {
   const upstream = ex.route!.upstream!;
   const { req } = ex;
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+  // Admitted: now a client waiting on Expect: 100-continue may send its body (server.ts leaves this to us).
+  if (hasBody && req.headers.expect?.toLowerCase() === '100-continue') ex.res!.writeContinue();
   return new Promise((resolve, reject) => {
     const handler = new Forwarding(ex, ex.res!, upstream, performance.now(), resolve, reject);
     upstream.pool.dispatch(

@@ -651,3 +651,45 @@ t.test('gatehouse_requests_in_flight counts the requests being handled when /met
   await Promise.all(slow);
   t.equal(await gauge(), 0, 'both answered');
 });
+
+t.test('Expect: 100-continue is answered only once the request is admitted: a refused one never invites its body', async (t) => {
+  const converse = (head: string, body: string) =>
+    new Promise<string[]>((resolve) => {
+      const socket = connect(gw.port, '127.0.0.1');
+      const seen: string[] = [];
+      let text = '';
+      socket.on('data', (c: Buffer) => {
+        text += c.toString('latin1');
+        if (text.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+          seen.push('100');
+          text = text.slice('HTTP/1.1 100 Continue\r\n\r\n'.length);
+          socket.write(body);
+        }
+        // The final answer: whole once its Content-Length is in, or its last chunk.
+        if (/^HTTP\/1\.1 [2-5]\d\d/.test(text) && text.includes('\r\n\r\n')) {
+          const len = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? -1);
+          const body = text.slice(text.indexOf('\r\n\r\n') + 4);
+          if ((len >= 0 && body.length >= len) || body.endsWith('\r\n0\r\n\r\n')) {
+            seen.push(text.slice(9, 12), body);
+            socket.destroy();
+            resolve(seen);
+          }
+        }
+      });
+      socket.on('error', () => resolve(seen));
+      socket.write(head);
+    });
+  const refused = await converse('POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n', 'hello');
+  t.equal(refused[0], '401', 'refused before any 100 Continue');
+  const before = upstream.requests.length;
+  const admitted = await converse(`POST /api/upload HTTP/1.1\r\nHost: x\r\nX-API-Key: ${API_KEY}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n`, 'hello');
+  t.same(admitted.slice(0, 2), ['100', '200'], 'admitted: 100 Continue, then the body goes through');
+  t.match(admitted[2], /"body":"hello"/);
+  t.equal(upstream.requests.length, before + 1);
+  t.equal(last().headers.expect, undefined, 'Expect itself is hop-by-hop: not forwarded');
+});
+
+t.test('an Expect other than 100-continue is ignored, not a bare 417', async (t) => {
+  const answer = await raw(gw.port, 'GET /open/expect HTTP/1.1\r\nHost: x\r\nExpect: bananas\r\nConnection: close\r\n\r\n');
+  t.equal(rawStatus(answer), 200);
+});
