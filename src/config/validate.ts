@@ -8,7 +8,8 @@ import { readRateLimit } from './validate-rate-limit.js';
 import type { GatehouseConfig, RouteAuth, RouteConfig, TrustProxy, UpstreamConfig } from './types.js';
 import { checkPattern } from '../pipeline/match-route.js';
 
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'];
+// Not CONNECT: a forward proxy's method, which gatehouse answers 501 itself (http/server.ts).
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'];
 
 export function validate(cx: ReadContext, rootNode: Node | null, file: string): GatehouseConfig | undefined {
   const root = MapReader.of(cx, rootNode, '', rootNode);
@@ -141,7 +142,7 @@ function readRoutes(cx: ReadContext, root: MapReader, config: GatehouseConfig, u
     }
     if (methods?.length === 0) cx.issues.at(m?.get('methods'), `${r.path}.match.methods: must list at least one method (leave it out to match every method)`);
     for (const method of methods ?? []) {
-      if (!METHODS.includes(method)) cx.issues.at(m?.get('methods'), `${r.path}.match.methods: "${method}" is not an HTTP method (use upper case)`);
+      if (!METHODS.includes(method)) cx.issues.at(m?.get('methods'), `${r.path}.match.methods: "${method}" is not one of ${METHODS.join(', ')} (upper case)`);
     }
     const auth = readRouteAuth(cx, r, config);
     const req = r.map('require');

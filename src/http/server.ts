@@ -110,6 +110,8 @@ export class Gateway {
     const s = config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
+      // Checked in the pipeline instead (pipeline.ts admit), so the 400 is JSON with a request id and logged.
+      requireHostHeader: false,
       ...serverTimeouts(s),
       // Node enforces both timeouts only when this sweep runs (default every 30 s), so a slow-header
       // client could hold a socket far beyond headersTimeout; sweep often enough to keep it close.
@@ -120,6 +122,12 @@ export class Gateway {
     // (forward.ts), so a refused one is never invited to upload; any other expectation is ignored (RFC 9110 10.1.1
     // allows it), not a bare 417.
     this.server.on('checkContinue', (req, res) => this.onRequest(req, res));
+    // A forward proxy's method: answered, not left to node, which drops the connection without a word.
+    this.server.on('connect', (req: IncomingMessage, socket: Socket) => {
+      const requestId = requestIdOf(req);
+      rejectOnSocket(socket, CONNECT_REFUSED, requestId);
+      logRefusal(this.current, CONNECT_REFUSED, requestId, socket.remoteAddress ?? null, req);
+    });
     this.server.on('checkExpectation', (req, res) => this.onRequest(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       this.upgrades.add(socket);
@@ -141,8 +149,7 @@ export class Gateway {
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     if (this.draining) {
       res.shouldKeepAlive = false;
-      const sent = req.headers['x-request-id'];
-      const requestId = typeof sent === 'string' && isValidRequestId(sent) ? sent : randomUUID();
+      const requestId = requestIdOf(req);
       sendError(res, DRAINING, requestId);
       logRefusal(this.current, DRAINING, requestId, req.socket.remoteAddress ?? null, req);
       return;
@@ -285,6 +292,13 @@ function listenOn(server: Server, port: number, host: string): Promise<void> {
 }
 
 const DRAINING = new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining');
+const CONNECT_REFUSED = new ProxyError('not_implemented', 'CONNECT is not supported: gatehouse is a reverse proxy', 'connect_not_supported');
+
+/** The client's X-Request-Id when valid (SPEC section 4), else a new one: for answers given outside the pipeline. */
+function requestIdOf(req: IncomingMessage): string {
+  const sent = req.headers['x-request-id'];
+  return typeof sent === 'string' && isValidRequestId(sent) ? sent : randomUUID();
+}
 
 function connectionError(err: NodeJS.ErrnoException): ProxyError {
   if (err.code === 'HPE_HEADER_OVERFLOW') return new ProxyError('request_header_fields_too_large', 'the request headers are too large', 'headers_too_large');

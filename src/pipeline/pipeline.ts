@@ -15,6 +15,8 @@ import { rateLimit } from './rate-limit.js';
 import { respondIdentity } from './respond-identity.js';
 import { isValidRequestId, sanitizeHeaders } from './sanitize-headers.js';
 
+const MISSING_HOST = new ProxyError('bad_request', 'an HTTP/1.1 request needs a Host header', 'missing_host');
+
 /** `done` runs once the request is answered and logged, whatever happened (the gateway's in-flight accounting). */
 export async function handleRequest(plan: Plan, req: IncomingMessage, res: ServerResponse, done: (plan: Plan) => void): Promise<void> {
   const ex = new Exchange(plan, req, res, performance.now());
@@ -42,6 +44,8 @@ export function admit(ex: Exchange): void | Promise<void> {
   ex.incoming = sanitizeHeaders(ex.plan.headers, ex.req.rawHeaders);
   ex.requestId = isValidRequestId(ex.incoming.requestId) ? ex.incoming.requestId : randomUUID();
   ex.clientIp = ex.plan.clientIp(ex.req.socket.remoteAddress ?? '', ex.incoming.forwardedFor);
+  // RFC 9112 3.2: node would refuse it with a bare 400; here it is JSON with a request id, and logged.
+  if (ex.incoming.host === undefined && ex.req.httpVersionMinor === 1) throw MISSING_HOST;
   splitUrl(ex);
   ex.route = matchRoute(ex.plan.routes, ex.req.method!, ex.path);
   const authenticating = authenticate(ex);

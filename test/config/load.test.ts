@@ -176,6 +176,11 @@ const cases: Case[] = [
     ],
   },
   {
+    name: 'CONNECT is not a route method: gatehouse answers it 501 itself',
+    yaml: `version: 1\n${UP}routes:\n  - name: all\n    match: { path: /**, methods: [CONNECT] }\n    auth: none\n`,
+    issues: ['7:34 routes[0].match.methods: "CONNECT" is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE (upper case)'],
+  },
+  {
     name: 'a jwksFile that is missing is refused, as a publicKey file is (serve could never be ready)',
     yaml: `version: 1\n${UP}${provider(`        audience: api\n        algorithms: [RS256]\n        jwksFile: missing-jwks.json\n`)}${ROUTE}`,
     issues: ['12:19 auth.jwt.providers[0].jwksFile: cannot read the file (ENOENT)'],
@@ -275,7 +280,7 @@ const cases: Case[] = [
       '5:10 upstreams.default.url: must be an http:// or https:// URL without query or credentials',
       '6:14 upstreams.default.timeout: must be a duration such as 250ms, 30s, 5m, 1h, 1d or a number of seconds',
       '9:20 routes[0].match.path: ** may only be the last segment',
-      '9:38 routes[0].match.methods: "get" is not an HTTP method (use upper case)',
+      '9:38 routes[0].match.methods: "get" is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE (upper case)',
       '10:11 routes[0].auth: unknown provider "bogus" (use any, none, jwt, api-key or provider names)',
       '11:15 routes[0].upstream: no upstream named "nowhere"',
       '2:1 servr: unknown key',

@@ -208,3 +208,20 @@ routes:
   await closed;
   t.pass('the client connection is closed');
 });
+
+t.test('CONNECT is 501 JSON, logged: gatehouse is a reverse proxy, not a tunnel to anywhere', async (t) => {
+  const answer = await raw(gw.port, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX-Request-Id: connect-1\r\n\r\n');
+  t.match(answer, /^HTTP\/1\.1 501 Not Implemented\r\n/);
+  t.match(bodyOf(answer), { error: 'not_implemented', status: 501, request_id: 'connect-1' });
+  await until(() => !!accessLine('connect-1'), 2000, 'the access line is written');
+  t.match(accessLine('connect-1'), { status: 501, method: 'CONNECT', reason: 'connect_not_supported' });
+});
+
+t.test('an HTTP/1.1 request without Host is 400 JSON with a request id; HTTP/1.0 needs none', async (t) => {
+  const answer = await raw(gw.port, 'GET /x HTTP/1.1\r\nX-Request-Id: no-host\r\n\r\n');
+  t.equal(rawStatus(answer), 400);
+  t.match(bodyOf(answer), { error: 'bad_request', request_id: 'no-host' });
+  t.match(answer, /\r\nx-request-id: no-host\r\n/);
+  t.match(accessLine('no-host'), { status: 400, reason: 'missing_host' });
+  t.equal(rawStatus(await raw(gw.port, 'GET /x HTTP/1.0\r\n\r\n')), 200);
+});
