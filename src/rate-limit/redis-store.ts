@@ -121,6 +121,41 @@ end
 return out
 `;
 
+// Gives back one unit of each bucket in KEYS: the charges of a call whose answer came back after the sender's
+// command timeout, when it had already answered those requests (503, or admitted uncounted). One unit is one
+// emission interval of the TAT as held now ("TAT:interval"); a bucket that falls back to full is deleted, as a
+// full one is absent. ARGV[1]: now in µs, or '' for Redis TIME.
+const REFUND_LUA = `
+local now
+if ARGV[1] == '' then
+  if redis.replicate_commands then redis.replicate_commands() end
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
+for i = 1, #KEYS do
+  local held = redis.call('GET', KEYS[i])
+  local sep = held and string.find(held, ':', 1, true)
+  if sep then
+    local interval = tonumber(string.sub(held, sep + 1))
+    local tat = tonumber(string.sub(held, 1, sep - 1)) - interval
+    if tat <= now then
+      redis.call('DEL', KEYS[i])
+    else
+      redis.call('SET', KEYS[i], string.format('%.0f:%.0f', tat, interval), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+    end
+  end
+end
+return #KEYS
+`;
+
+/**
+ * How long ioredis itself waits for an answer. A consume gives up after commandTimeout by its own timer, so that an
+ * answer arriving later is still read, and its charges refunded; past this, a late answer is dropped unread.
+ */
+const LATE_ANSWER_MS = 10_000;
+
 /** While Redis is connected but not answering, how often a PING checks whether it answers again. */
 const STALL_PROBE_MS = 250;
 /** How often the offset between this host's clock and Redis TIME is measured again (clocks drift, and step). */
@@ -144,6 +179,7 @@ interface Waiting {
 
 interface ConsumeClient extends Redis {
   gatehouseConsume(numKeys: number, ...args: string[]): Promise<number[]>;
+  gatehouseRefund(numKeys: number, ...args: string[]): Promise<number>;
 }
 
 export class RedisStore implements RateLimitStore {
@@ -166,7 +202,7 @@ export class RedisStore implements RateLimitStore {
   constructor(options: RedisStoreOptions) {
     this.options = options;
     const client = new Redis(options.url, {
-      commandTimeout: options.commandTimeoutMs,
+      commandTimeout: Math.max(LATE_ANSWER_MS, options.commandTimeoutMs),
       // Without a connection, reject at once instead of queueing until commandTimeout (or forever).
       enableOfflineQueue: false,
       // Never resend a consume after a dropped connection: it may already have been charged.
@@ -177,6 +213,7 @@ export class RedisStore implements RateLimitStore {
     });
     // EVALSHA, falling back to EVAL on NOSCRIPT (after a Redis restart, for instance).
     client.defineCommand('gatehouseConsume', { lua: CONSUME_LUA });
+    client.defineCommand('gatehouseRefund', { lua: REFUND_LUA });
     this.client = client as ConsumeClient;
     // Without an 'error' listener ioredis prints every failed reconnect; log once per outage instead.
     client.on('error', (err: Error) => this.markDown(err.message));
@@ -242,15 +279,42 @@ export class RedisStore implements RateLimitStore {
         args.push(String(b.limit), String(b.windowMs));
       }
     }
+    let answered = false;
+    const fail = (failure: StoreUnavailableError) => {
+      answered = true;
+      if (this.client.status === 'ready') this.markStalled();
+      for (const w of batch) w.reject(failure);
+    };
+    const timer = setTimeout(() => fail(new StoreUnavailableError(`rate-limit redis: no answer within ${this.options.commandTimeoutMs}ms`)), this.options.commandTimeoutMs);
     this.client.gatehouseConsume(keys.length, ...keys, ...args).then(
-      (reply) => this.decided(batch, reply),
+      (reply) => {
+        clearTimeout(timer);
+        if (!answered) this.decided(batch, reply);
+        else this.refund(batch, reply);
+      },
       (err: Error) => {
-        if (this.client.status === 'ready') this.markStalled();
-        const failure = new StoreUnavailableError(`rate-limit redis: ${err.message}`, { cause: err });
-        for (const w of batch) w.reject(failure);
+        clearTimeout(timer);
+        if (!answered) fail(new StoreUnavailableError(`rate-limit redis: ${err.message}`, { cause: err }));
       },
     );
   };
+
+  /**
+   * An answer that came back after commandTimeout, when its requests had been answered already as the store
+   * failing: whatever it charged is given back, so those requests cost nothing (SPEC section 5: a refused request
+   * consumes nothing; with onError allow, an admitted one was not counted either). Best effort: if Redis cannot
+   * be reached for the refund, the charges stand.
+   */
+  private refund(batch: readonly Waiting[], reply: number[]): void {
+    if (reply[0] === -1) return; // Redis ran it after its deadline: it charged nothing
+    const keys: string[] = [];
+    let at = 0;
+    for (const { buckets } of batch) {
+      if (reply[at] === 1) for (const b of buckets) keys.push(this.options.keyPrefix + b.key);
+      at += 1 + 3 * buckets.length;
+    }
+    if (keys.length > 0) this.client.gatehouseRefund(keys.length, ...keys, batch[0].now).catch(() => {});
+  }
 
   private decided(batch: readonly Waiting[], reply: number[]): void {
     if (this.stalled) this.answering();

@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { Redis } from 'ioredis';
+import { createServer as createNetServer, connect as netConnect, type AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { ManualClock } from '../../src/clock.js';
 import { toMicros } from '../../src/rate-limit/gcra.js';
@@ -209,6 +210,37 @@ if (skip) {
     await rejectsWithin(t, store.consume([bucket]), 1000, 'a call whose deadline passed an hour ago');
     t.equal((await store.consume([bucket])).buckets[0].remaining, 3, 'the next one is decided; the refused one charged nothing');
     t.ok(await raw.exists('skew:k'));
+  });
+
+  t.test('redis: a call Redis ran in time but whose answer came back after commandTimeout is refunded', async (t) => {
+    // A TCP relay in front of Redis that can hold back Redis's replies: the network, not Redis, is slow.
+    let replyDelayMs = 0;
+    const relay = createNetServer((client) => {
+      const upstream = netConnect(server.port, '127.0.0.1');
+      client.on('data', (c) => upstream.write(c));
+      upstream.on('data', (c) => (replyDelayMs ? setTimeout(() => client.destroyed || client.write(c), replyDelayMs) : client.write(c)));
+      for (const [a, b] of [[client, upstream], [upstream, client]]) {
+        a.on('error', () => b.destroy());
+        a.on('close', () => b.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => new Promise<void>((resolve) => relay.close(() => resolve())));
+    const clock = new ManualClock();
+    const store = await open({ url: `redis://127.0.0.1:${(relay.address() as AddressInfo).port}`, keyPrefix: 'refund:', clock, commandTimeoutMs: 100 });
+    t.teardown(() => store.close());
+    const raw = new Redis(server.url);
+    t.teardown(() => raw.quit());
+    const bucket = { key: 'k', limit: 5, windowMs: 60_000 };
+    t.equal((await store.consume([bucket])).buckets[0].remaining, 4, 'one unit used');
+    const before = await raw.get('refund:k');
+    replyDelayMs = 250;
+    await rejectsWithin(t, store.consume([bucket, { key: 'other', limit: 5, windowMs: 60_000 }]), 100 + 100, 'the answer comes too late');
+    await until(async () => (await raw.get('refund:k')) === before, 2000, 'the late charge is given back');
+    t.equal(await raw.exists('refund:other'), 0, 'a bucket the refund empties is deleted, as a full one is');
+    replyDelayMs = 0;
+    await until(() => store.ready(), 3000, 'ready again');
+    t.equal((await store.consume([bucket])).buckets[0].remaining, 3, 'the request answered 503 cost nothing');
   });
 
   t.test('redis: close() quits and returns promptly even while Redis is down', async (t) => {
