@@ -84,6 +84,9 @@ class Forwarding implements Dispatcher.DispatchHandler {
    * may carry the Content-Length of the full representation, which undici counts as a body that never came.
    */
   private headOnly = false;
+  /** The answer's status and head, from the upstream's head until sendHead writes them. */
+  private status = 0;
+  private head: string[] | null = null;
   /** Whether a 'drain' listener was ever added (backpressure), so settle() removes it only then. */
   private paused = false;
   /** The client connection, watched while this response waits behind another (pipelining). */
@@ -137,27 +140,40 @@ class Forwarding implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[]>): void {
     if (statusCode < 200) return; // 1xx: the final answer is still to come
-    const { ex, res } = this;
+    const { ex } = this;
     ex.upstreamMs = performance.now() - this.sent;
     this.upstream.latency.observe(ex.upstreamMs / 1000);
     // A 204 has no content at all, so no Content-Length either (RFC 9110 section 8.6).
     if (statusCode === 204) delete headers['content-length'];
-    try {
-      res.writeHead(statusCode, responseHeaders(ex, headers));
-    } catch {
-      // An upstream header node:http refuses to send (invalid characters): nothing has gone out yet.
-      controller.abort(new undiciErrors.ResponseError('the upstream sent a header that cannot be forwarded', statusCode, { headers, body: null }));
-      return;
-    }
-    ex.status = statusCode;
+    this.status = statusCode;
+    this.head = responseHeaders(ex, headers);
     if (statusCode === 204 || statusCode === 304) {
       this.headOnly = true;
-      res.end();
+      if (this.sendHead(controller)) this.res.end();
     }
+  }
+
+  /**
+   * Writes the answer's head, with its first body bytes or its end: node sends a head with the first write anyway,
+   * and an upstream that fails before any body byte still gets the client a 502 instead of a cut connection.
+   * False when node refuses an upstream header (invalid characters): the request is aborted, nothing went out.
+   */
+  private sendHead(controller: Dispatcher.DispatchController): boolean {
+    const head = this.head!;
+    this.head = null;
+    try {
+      this.res.writeHead(this.status, head);
+    } catch {
+      controller.abort(new undiciErrors.ResponseError('the upstream sent a header that cannot be forwarded', this.status, { headers: {}, body: null }));
+      return false;
+    }
+    this.ex.status = this.status;
+    return true;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.headOnly) return;
+    if (this.head !== null && !this.sendHead(controller)) return;
     if (!this.res.write(chunk)) {
       controller.pause();
       this.paused = true;
@@ -167,7 +183,12 @@ class Forwarding implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(controller: Dispatcher.DispatchController): void {
+    if (this.head !== null && !this.sendHead(controller)) {
+      // Too late for the abort to come back as onResponseError: the upstream is done. Nothing went out: a 502.
+      this.settle();
+      return this.reject(new ProxyError('bad_gateway', 'the upstream refused the connection or answered badly', 'upstream_error:invalid_header'));
+    }
     if (!this.headOnly) this.res.end();
     this.settle();
     this.resolve();

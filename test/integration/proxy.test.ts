@@ -305,6 +305,22 @@ t.test('502 bad_gateway when an upstream header holds a control character; the p
   }
 });
 
+t.test('an upstream that fails after its head but before any body byte still gets the client a 502', async (t) => {
+  const answers = [
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nnot a chunk size\r\n',
+    'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n',
+  ];
+  for (const [i, text] of answers.entries()) {
+    const bad = await inFrontOfRaw(t, (socket) => {
+      socket.write(text);
+      setTimeout(() => socket.destroy(), 20);
+    });
+    const answer = await call(`${bad.url}/x`);
+    assertErrorBody(t, answer, 502, 'bad_gateway');
+    t.match(bad.logs.find((l) => l.request_id === answer.json.request_id), { status: 502, reason: /^upstream_error:/ }, `case ${i}: logged as what the client got`);
+  }
+});
+
 t.test('an upstream that dies mid-body cuts the client connection; the log says upstream_aborted', async (t) => {
   const cut = await inFrontOfRaw(t, (socket) => {
     socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial body');
