@@ -2,7 +2,7 @@
 // parse, headers too large, a request too slow to arrive, a request refused while draining. Each is logged and
 // counted like any request, with the request id the client got; an answer already under way is cut, never
 // followed by a second head.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { connect } from 'node:net';
 import { call, raw, rawStatus, startGatehouse, startUpstream, type Running, type Upstream } from '../support/harness.js';
 import { until } from '../support/until.js';
@@ -68,6 +68,33 @@ t.teardown(async () => {
   await endless.close();
 });
 
+/** A gatehouse of the test's own, with `server` settings and one open route to `url`; closed with the test. */
+async function alone(t: Test, server: string, url: string): Promise<Running> {
+  const own = await startGatehouse(`version: 1
+server: { port: 0, ${server} }
+upstreams:
+  default: { url: "${url}", timeout: 5s, connectTimeout: 1s }
+routes:
+  - name: all
+    match: { path: /** }
+    auth: none
+`);
+  t.teardown(() => own.close());
+  return own;
+}
+
+/** Sends `text` (a request whose body never ends) and resolves with all that came back once gatehouse closes. */
+function untilClosed(text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(gw.port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (c: Buffer) => (answer += c.toString('latin1')));
+    socket.on('close', () => resolve(answer));
+    socket.on('error', () => undefined);
+    socket.write(text);
+  });
+}
+
 const accessLine = (requestId: string) => gw.logs.find((l) => l.request_id === requestId && 'status' in l);
 const bodyOf = (answer: string) => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
 async function counted(status: number): Promise<number> {
@@ -96,14 +123,7 @@ t.test('a request node cannot parse is logged and counted', async (t) => {
 });
 
 t.test('a body slower than requestTimeout: 408 with the request id of its one access line, which says 408', async (t) => {
-  const answer = await new Promise<string>((resolve) => {
-    const socket = connect(gw.port, '127.0.0.1');
-    let text = '';
-    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
-    socket.on('close', () => resolve(text));
-    socket.on('error', () => undefined);
-    socket.write('POST /slow HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-body-1\r\nContent-Length: 10\r\n\r\nab');
-  });
+  const answer = await untilClosed('POST /slow HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-body-1\r\nContent-Length: 10\r\n\r\nab');
   t.match(answer, /^HTTP\/1\.1 408 Request Timeout\r\n/, 'with the standard reason phrase');
   t.match(answer, /\r\nx-request-id: slow-body-1\r\n/);
   t.equal(bodyOf(answer).request_id, 'slow-body-1');
@@ -114,14 +134,7 @@ t.test('a body slower than requestTimeout: 408 with the request id of its one ac
 });
 
 t.test('a request timeout while the answer is already under way cuts the connection; no second head follows', async (t) => {
-  const answer = await new Promise<string>((resolve) => {
-    const socket = connect(gw.port, '127.0.0.1');
-    let text = '';
-    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
-    socket.on('close', () => resolve(text));
-    socket.on('error', () => undefined);
-    socket.write('POST /early/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: early-1\r\nContent-Length: 10\r\n\r\nab');
-  });
+  const answer = await untilClosed('POST /early/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: early-1\r\nContent-Length: 10\r\n\r\nab');
   t.equal(rawStatus(answer), 200, 'the upstream answer had begun');
   t.match(answer, /partial answer/);
   t.notMatch(answer, /HTTP\/1\.1 408/, 'no 408 head inside the 200 body');
@@ -129,16 +142,7 @@ t.test('a request timeout while the answer is already under way cuts the connect
 });
 
 t.test('a request refused while draining is logged and counted', async (t) => {
-  const own = await startGatehouse(`version: 1
-server: { port: 0, shutdownTimeout: 5s }
-upstreams:
-  early: { url: "${early.url}", timeout: 5s, connectTimeout: 1s }
-routes:
-  - name: early
-    match: { path: /** }
-    auth: none
-    upstream: early
-`);
+  const own = await alone(t, 'shutdownTimeout: 5s', early.url);
   // Two connections, each with a request in flight (its body unfinished, so the upstream answer too). Closing
   // starts draining; B then finishes its body with a second request pipelined after it, read while A still holds
   // the server open.
@@ -179,17 +183,7 @@ t.test('pipelined requests still queued when the client leaves are cancelled too
 });
 
 t.test('a client that stops reading its answer is cut off after sendTimeout, and the upstream request with it', async (t) => {
-  const own = await startGatehouse(`version: 1
-server: { port: 0, sendTimeout: 300ms }
-upstreams:
-  endless: { url: "${endless.url}", timeout: 5s, connectTimeout: 1s }
-routes:
-  - name: endless
-    match: { path: /** }
-    auth: none
-    upstream: endless
-`);
-  t.teardown(() => own.close());
+  const own = await alone(t, 'sendTimeout: 300ms', endless.url);
   const socket = connect(own.port, '127.0.0.1');
   socket.on('error', () => undefined);
   socket.write('GET /big HTTP/1.1\r\nHost: x\r\nX-Request-Id: never-reads\r\n\r\n');
