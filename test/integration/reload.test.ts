@@ -7,6 +7,8 @@ import { connect } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { MemoryStore } from '../../src/rate-limit/memory-store.js';
 import type { RateLimitStore } from '../../src/rate-limit/store.js';
+import { loadConfig } from '../../src/config/load.js';
+import { pendingRestart } from '../../src/http/server.js';
 import { reloadFrom, watchConfig } from '../../src/reload.js';
 import { call, rawStatus, startGatehouse, startUpstream, writeTempFile, type Running, type Upstream } from '../support/harness.js';
 import { until } from '../support/until.js';
@@ -160,6 +162,33 @@ t.test('a changed listen port waits for a restart; everything else in the file i
   t.equal(await metric(gh, 'restart_required'), 1);
   const warning = gh.logs.find((l) => l.level === 40 && String(l.msg).includes('need a restart'));
   t.strictSame(warning?.settings, ['server.port'], 'the log names the setting left as running');
+});
+
+t.test('every restart-only setting changed at once: each is named, none is applied', async (t) => {
+  const gh = await start(t);
+  const running = gh.gateway.plan.config;
+  writeFileSync(
+    gh.configPath,
+    yaml({ port: 18_082, server: ', maxHeaderBytes: 32768' })
+      .replace('server: { host: 127.0.0.1', 'server: { host: 127.0.0.2')
+      .replace('admin: { host: 127.0.0.1, port: 0 }', 'admin: { host: 127.0.0.1, port: 19901 }')
+      .replace('rateLimit:\n', 'rateLimit:\n  store: redis\n  maxKeys: 5\n  redis: { url: "redis://127.0.0.1:1", keyPrefix: "other:", commandTimeout: 1s, onError: deny }\n'),
+  );
+  const next = loadConfig(gh.configPath);
+  t.strictSame(pendingRestart(next, running), [
+    'server.host',
+    'server.port',
+    'server.maxHeaderBytes',
+    'admin',
+    'rateLimit.store',
+    'rateLimit.maxKeys',
+    'rateLimit.redis.url',
+    'rateLimit.redis.keyPrefix',
+    'rateLimit.redis.commandTimeout',
+  ]);
+  t.equal(gh.gateway.reload(next), 'restart_required');
+  t.strictSame(pendingRestart(gh.gateway.plan.config, running), [], 'the plan keeps every running value');
+  t.equal(gh.gateway.plan.config.rateLimit.redis.onError, 'deny', 'onError is applied');
 });
 
 t.test('a setting waiting for a restart never holds back a key revoked in the keys file', async (t) => {
