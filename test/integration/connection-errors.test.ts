@@ -175,7 +175,9 @@ t.test('pipelined requests still queued when the client leaves are cancelled too
   socket.pause(); // reads nothing: the first answer fills the buffers, the others wait behind it
   const ids = [1, 2, 3, 4, 5].map((i) => `pipelined-${i}`);
   socket.write(ids.map((id) => `GET /endless/${id} HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${id}\r\n\r\n`).join(''));
-  await until(() => endless.open() >= 5, 2000, 'every pipelined request reached the upstream');
+  await until(() => endless.open() === 1, 2000, 'the first pipelined request reached the upstream');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.equal(endless.open(), 1, 'one upstream request at a time for one connection');
   socket.destroy();
   await until(() => gw.gateway.runtime.metrics.requestsInFlight === 0, 3000, 'no request left in flight');
   await until(() => endless.open() === 0, 3000, 'every upstream answer was cut off');
@@ -218,4 +220,35 @@ t.test('an HTTP/1.1 request without Host is 400 JSON with a request id; HTTP/1.0
   t.match(answer, /\r\nx-request-id: no-host\r\n/);
   t.match(accessLine('no-host'), { status: 400, reason: 'missing_host' });
   t.equal(rawStatus(await raw(gw.port, 'GET /x HTTP/1.0\r\n\r\n')), 200);
+});
+
+t.test('pipelined requests are forwarded one at a time per connection, and answered in order', async (t) => {
+  let concurrent = 0;
+  let most = 0;
+  const slow = await startUpstream((req, res) => {
+    concurrent++;
+    most = Math.max(most, concurrent);
+    setTimeout(() => {
+      concurrent--;
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(req.url);
+    }, 20);
+  });
+  t.teardown(() => slow.close());
+  const own = await alone(t, 'keepAliveTimeout: 5s', slow.url);
+  const text = await new Promise<string>((resolve) => {
+    const socket = connect(own.port, '127.0.0.1');
+    let seen = '';
+    socket.on('data', (c: Buffer) => {
+      seen += c.toString('latin1');
+      if (seen.includes('/p/19')) {
+        socket.destroy();
+        resolve(seen);
+      }
+    });
+    socket.write(Array.from({ length: 20 }, (_, i) => `GET /p/${i} HTTP/1.1\r\nHost: x\r\nX-Request-Id: p-${i}\r\n\r\n`).join(''));
+  });
+  t.equal(most, 1, 'the upstream never saw two of them at once');
+  const order = [...text.matchAll(/x-request-id: (p-\d+)/g)].map((m) => m[1]);
+  t.same(order, Array.from({ length: 20 }, (_, i) => `p-${i}`), 'answered in order, each under its own id');
 });
