@@ -19,8 +19,6 @@ export interface FailedAuthGuardOptions {
 interface IpState {
   base: number;
   units: number;
-  /** Verifications from this IP still in flight (see `hold`); each counts as a failure until it settles. */
-  pending: number;
 }
 
 /**
@@ -29,8 +27,7 @@ interface IpState {
  * `limit` per `window`. Unlike a fixed window, there is no boundary where an attacker can fire 2 x limit,
  * and unlike a sliding log it costs O(1) time and memory per IP. A refused request is not counted (it never
  * reaches a credential check), and a success does not reset the count: an attacker holding one valid key
- * must not be able to launder guesses between successes. A verification that waits (a JWT whose key is being
- * fetched) holds a place as a failure until it settles, so a burst of concurrent guesses is held to `limit` too.
+ * must not be able to launder guesses between successes.
  */
 export class FailedAuthGuard {
   private readonly clock: Clock;
@@ -57,7 +54,7 @@ export class FailedAuthGuard {
   check(ip: string): void {
     const state = this.ips.get(ip);
     if (state === undefined) return;
-    const excess = Math.max(0, this.scaledBacklog(state, this.clock.now())) + state.pending * this.windowMs - this.scaledAllowance();
+    const excess = this.scaledBacklog(state, this.clock.now()) - this.scaledAllowance();
     if (excess <= 0) return;
     // excess / limit is the time in ms until the backlog falls back to where one more failure fits.
     const retryAfter = Math.max(1, Math.ceil(excess / this.limit / 1000));
@@ -72,7 +69,7 @@ export class FailedAuthGuard {
     const state = this.ips.get(ip);
     if (state === undefined || this.scaledBacklog(state, now) <= 0) {
       // Fresh, or every earlier failure has been earned back: restart from now. Reuse the object if there is one.
-      if (state === undefined) this.ips.set(ip, { base: now, units: 1, pending: 0 });
+      if (state === undefined) this.ips.set(ip, { base: now, units: 1 });
       else {
         state.base = now;
         state.units = 1;
@@ -86,22 +83,6 @@ export class FailedAuthGuard {
       state.base += windows * this.windowMs;
       state.units -= windows * this.limit;
     }
-  }
-
-  /**
-   * Holds a place for one verification from `ip` that has not settled yet: until `release`, it counts as a
-   * failure in `check`. Call `release` exactly once when it settles, then `recordFailure` if it failed.
-   */
-  hold(ip: string): void {
-    const state = this.ips.get(ip);
-    if (state === undefined) this.ips.set(ip, { base: this.clock.now(), units: 0, pending: 1 });
-    else state.pending += 1;
-  }
-
-  /** Gives back the place `hold` took. (An IP forgotten meanwhile, as least recently seen, has none to give back.) */
-  release(ip: string): void {
-    const state = this.ips.get(ip);
-    if (state !== undefined && state.pending > 0) state.pending -= 1;
   }
 
   /** IPs currently tracked (for tests and metrics). */

@@ -28,16 +28,11 @@ export function authenticate(ex: Exchange): void | Promise<void> {
     ex.identity = identity;
     return;
   }
-  // While it waits, the verification counts against the address, or a burst of guesses would all pass the check.
-  const guard = plan.failedAuth;
-  guard?.hold(block);
   return identity.then(
     (verified) => {
-      guard?.release(block);
       ex.identity = verified;
     },
     (err: unknown) => {
-      guard?.release(block);
       throw refused(ex, block, err);
     },
   );
