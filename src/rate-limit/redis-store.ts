@@ -349,11 +349,18 @@ export class RedisStore implements RateLimitStore {
     if (this.probe) clearTimeout(this.probe);
     if (this.clockSync) clearTimeout(this.clockSync);
     if (this.client.status === 'end') return;
+    // QUIT within commandTimeout, as any command: a hung Redis must not hold a shutdown for ioredis's longer wait.
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), this.options.commandTimeoutMs)));
     try {
-      await this.client.quit();
+      const quitting = this.client.quit();
+      quitting.catch(() => {}); // given up on below: its rejection when the socket is dropped is expected
+      if ((await Promise.race([quitting, gaveUp])) === 'late') this.client.disconnect();
     } catch {
       // Not connected (quit cannot be sent): drop the socket and stop reconnecting.
       this.client.disconnect();
+    } finally {
+      clearTimeout(timer);
     }
   }
 

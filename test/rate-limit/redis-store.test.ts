@@ -254,6 +254,17 @@ if (skip) {
     const started = Date.now();
     await dead.close();
     t.ok(Date.now() - started < 100, 'close did not wait for a connection');
+
+    const hung = await open({ commandTimeoutMs: 200 });
+    server.pause();
+    try {
+      const closing = Date.now();
+      await hung.close();
+      const took = Date.now() - closing;
+      t.ok(took < 200 + 300, `close against a hung Redis gave up after commandTimeout (${took} ms)`);
+    } finally {
+      server.resume();
+    }
   });
 }
 
