@@ -204,8 +204,8 @@ export class Gateway {
   /**
    * node:http could not read a request (unparsable, headers too large) or it took too long to arrive. Answered
    * on the socket, and logged like any request: by the pipeline when it holds the request (a body too slow), with
-   * the same request id; here otherwise. When part of an answer is already on the wire, a second head would
-   * corrupt it: cutting the connection is the only signal left.
+   * the same request id; here otherwise. When an answer is owed first (part of it on the wire, or a pipelined
+   * request ahead), an answer now would corrupt it or be read as its: cutting the connection is the only signal.
    */
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     const res = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -215,14 +215,17 @@ export class Gateway {
     }
     const error = connectionError(err);
     const ex = res ? exchangeOf(res) : undefined;
-    if (ex) {
+    if (ex && err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && !ex.req.complete) {
+      // The request in the pipeline is the one too slow to arrive (its body): its own answer and log line.
       ex.connectionError = error;
       rejectOnSocket(socket, error, ex.requestId || randomUUID());
       return;
     }
     const requestId = randomUUID();
-    rejectOnSocket(socket, error, requestId);
     logRefusal(this.current, error.status, error.reason, requestId, socket.remoteAddress ?? null);
+    // A request read behind one still being answered (pipelining): an answer now would be read as that one's.
+    if (res) socket.destroy();
+    else rejectOnSocket(socket, error, requestId);
   }
 
   private release(plan: Plan): void {

@@ -226,12 +226,15 @@ class Forwarding implements Dispatcher.DispatchHandler {
   }
 }
 
+/** node's own test for a request that waits for 100 Continue (it then emits 'checkContinue'): the token anywhere. */
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+
 export function forward(ex: Exchange, headers: string[]): Promise<void> {
   const upstream = ex.route!.upstream!;
   const { req } = ex;
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
   // Admitted: now a client waiting on Expect: 100-continue may send its body (server.ts leaves this to us).
-  if (hasBody && req.headers.expect?.toLowerCase() === '100-continue') ex.res!.writeContinue();
+  if (hasBody && req.headers.expect !== undefined && CONTINUE.test(req.headers.expect)) ex.res!.writeContinue();
   return new Promise((resolve, reject) => {
     const handler = new Forwarding(ex, ex.res!, upstream, performance.now(), resolve, reject);
     upstream.pool.dispatch(

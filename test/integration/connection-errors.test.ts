@@ -252,3 +252,23 @@ t.test('pipelined requests are forwarded one at a time per connection, and answe
   const order = [...text.matchAll(/x-request-id: (p-\d+)/g)].map((m) => m[1]);
   t.same(order, Array.from({ length: 20 }, (_, i) => `p-${i}`), 'answered in order, each under its own id');
 });
+
+t.test('an unparsable request pipelined behind one still being answered is not blamed on it, nor answered out of turn', async (t) => {
+  const slow = await startUpstream((_req, res) => setTimeout(() => res.end('slow answer'), 300));
+  t.teardown(() => slow.close());
+  const own = await alone(t, 'keepAliveTimeout: 5s', slow.url);
+  const text = await new Promise<string>((resolve) => {
+    const socket = connect(own.port, '127.0.0.1');
+    let seen = '';
+    socket.on('data', (c: Buffer) => (seen += c.toString('latin1')));
+    socket.on('close', () => resolve(seen));
+    socket.on('error', () => undefined);
+    socket.write('GET /slow HTTP/1.1\r\nHost: x\r\nX-Request-Id: first-request\r\n\r\nGARBAGE\r\n\r\n');
+  });
+  t.notMatch(text, /x-request-id: first-request[\s\S]*"error":"bad_request"/, 'no 400 under the first request id');
+  t.notMatch(text, /^HTTP\/1\.1 400/, 'no 400 read as the first answer');
+  await until(() => own.logs.filter((l) => 'status' in l).length >= 2, 2000, 'both are logged');
+  const lines = own.logs.filter((l) => 'status' in l);
+  t.notMatch(lines.find((l) => l.request_id === 'first-request'), { status: 400 }, 'the well-formed request is not logged as the parse error');
+  t.ok(lines.some((l) => l.request_id !== 'first-request' && l.status === 400 && l.reason === 'unparsable_request'), 'the parse error has a line of its own');
+});

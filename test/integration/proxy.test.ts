@@ -703,6 +703,8 @@ t.test('Expect: 100-continue is answered only once the request is admitted: a re
   t.match(admitted[2], /"body":"hello"/);
   t.equal(upstream.requests.length, before + 1);
   t.equal(last().headers.expect, undefined, 'Expect itself is hop-by-hop: not forwarded');
+  const listed = await converse(`POST /api/upload HTTP/1.1\r\nHost: x\r\nX-API-Key: ${API_KEY}\r\nContent-Length: 5\r\nExpect: 100-Continue, foo\r\n\r\n`, 'hello');
+  t.same(listed.slice(0, 2), ['100', '200'], '100-continue among other expectations, in any case, is still answered');
 });
 
 t.test('an Expect other than 100-continue is ignored, not a bare 417', async (t) => {
