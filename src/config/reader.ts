@@ -56,6 +56,11 @@ export class MapReader {
     return value && isScalar(value) && value.value == null ? null : value;
   }
 
+  /** Whether `key` is written at all, even with an empty value (`key:`, `key: ~`). */
+  written(key: string): boolean {
+    return this.pair(key) !== undefined;
+  }
+
   has(key: string): boolean {
     return this.get(key) !== null;
   }

@@ -161,9 +161,15 @@ export function readKeyEntries(cx: ReadContext, items: Node[], path: string): Ap
  * would also read "Jan 1 2027" or a date-time without offset, in the local time zone of whichever host reads it.
  */
 export function parseTimestamp(text: string): number {
-  return ISO_TIMESTAMP.test(text) ? Date.parse(text) : NaN;
+  const m = ISO_TIMESTAMP.exec(text);
+  if (!m) return NaN;
+  // Date.parse rolls impossible dates and times forward (February 31st is March 3rd, 24:00 the next day).
+  const [year, month, day, hour = 0, minute = 0, second = 0] = m.slice(1, 7).map((v) => (v === undefined ? undefined : Number(v))) as number[];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59) return NaN;
+  return Date.parse(text);
 }
-const ISO_TIMESTAMP = /^\d{4}-\d\d-\d\d(?:[Tt ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[Zz]|[+-]\d\d:\d\d))?$/;
+const ISO_TIMESTAMP = /^(\d{4})-(\d\d)-(\d\d)(?:[Tt ](\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?(?:[Zz]|[+-]\d\d:\d\d))?$/;
 
 function readTimestamp(cx: ReadContext, node: Node | null, path: string): number | null | undefined {
   if (node === null) return null;
@@ -174,12 +180,16 @@ function readTimestamp(cx: ReadContext, node: Node | null, path: string): number
   return undefined;
 }
 
+/** The SPEC example's values, as for every setting left out. */
+const FAILED_AUTH_DEFAULTS: FailedAuthConfig = Object.freeze({ limit: 20, windowMs: 60_000 });
+
 export function readFailedAuth(cx: ReadContext, auth: MapReader): FailedAuthConfig | null {
-  if (!auth.has('failedAuth')) return null;
+  if (!auth.written('failedAuth')) return null;
+  // Written with an empty value (`failedAuth:`), it is on with every default, never silently off.
+  if (!auth.has('failedAuth')) return FAILED_AUTH_DEFAULTS;
   const f = auth.map('failedAuth');
-  // The SPEC example's values, as for every setting left out.
-  const limit = f?.int('limit', 20, 1, 1_000_000);
-  const windowMs = f?.duration('window', 60_000, POSITIVE);
+  const limit = f?.int('limit', FAILED_AUTH_DEFAULTS.limit, 1, 1_000_000);
+  const windowMs = f?.duration('window', FAILED_AUTH_DEFAULTS.windowMs, POSITIVE);
   f?.done();
   return limit && windowMs ? { limit, windowMs } : null;
 }

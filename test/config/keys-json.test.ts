@@ -39,6 +39,7 @@ t.test('expiresAt is an ISO-8601 date (midnight UTC) or a date-time with its off
     ['2027-01-01', Date.UTC(2027, 0, 1)],
     ['2027-01-01T00:00:00Z', Date.UTC(2027, 0, 1)],
     ['2027-01-01T02:30:00.5+02:00', Date.UTC(2027, 0, 1, 0, 30, 0, 500)],
+    ['2028-02-29T23:59:59Z', Date.UTC(2028, 1, 29, 23, 59, 59)],
   ];
   for (const [text, ms] of forms) {
     const entry = { ...minimal, expiresAt: text };
@@ -61,6 +62,8 @@ t.test('doubtful JSON goes to the YAML reader, which refuses it with a position'
     // Date.parse reads these too, in the local time zone of whichever host loads the file.
     ['an expiry that is not ISO-8601', { ...full, expiresAt: 'Jan 1 2027' }],
     ['an expiry without its offset', { ...full, expiresAt: '2027-01-01T00:00:00' }],
+    ['an impossible date', { ...full, expiresAt: '2027-02-31T00:00:00Z' }],
+    ['an impossible time', { ...full, expiresAt: '2027-01-01T24:00:00Z' }],
     ['scopes not strings', { ...full, scopes: [{ a: 1 }] }],
     ['an unset variable', { ...full, tenant: '${NOT_SET_ANYWHERE}' }],
     // Identity values are sent as header values and must come back exactly: no control, non-ASCII or edge space.

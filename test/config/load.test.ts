@@ -474,6 +474,9 @@ t.test('names that are Object.prototype members are names like any other: no inh
 t.test('failedAuth takes the limit (20) and window (1m) of the SPEC example for what is left out', async (t) => {
   const base = `version: 1\n${UP}${ROUTE}auth:\n`;
   t.strictSame(load(`${base}  failedAuth: {}\n`).config!.auth.failedAuth, { limit: 20, windowMs: 60_000 });
+  for (const empty of ['', ' ~', ' null']) {
+    t.strictSame(load(`${base}  failedAuth:${empty}\n`).config!.auth.failedAuth, { limit: 20, windowMs: 60_000 }, `failedAuth:${empty} is on, not off`);
+  }
   t.strictSame(load(`${base}  failedAuth: { limit: 5 }\n`).config!.auth.failedAuth, { limit: 5, windowMs: 60_000 });
   t.strictSame(load(`${base}  failedAuth: { window: 10m }\n`).config!.auth.failedAuth, { limit: 20, windowMs: 600_000 });
 });
