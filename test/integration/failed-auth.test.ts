@@ -130,12 +130,13 @@ t.test('concurrent guesses: every one is counted, so a burst buys a block as lon
     jwks.mode = 'slow';
     const before = jwks.requests;
     const answers = Promise.all(tokens.map((token) => as(ip, token)));
-    await eventually(() => jwks.requests > before);
+    await eventually(() => jwks.requests > before, 5000);
     await new Promise((resolve) => setTimeout(resolve, 200)); // every request is in, waiting on the key
     jwks.release();
     jwks.mode = 'ok';
     return (await answers).map((a) => a.status);
   };
+  t.equal((await as('198.51.100.9', await sign(known, clock))).status, 200, 'the JWKS is loaded');
   // Fresh valid tokens at once from one address (an app's parallel calls after login, a NAT), signed by a key the
   // IdP has just published: each waits for the JWKS, and none is a failure.
   jwks.publish([known.jwk, later.jwk]);
