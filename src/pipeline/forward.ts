@@ -147,9 +147,10 @@ class Forwarding implements Dispatcher.DispatchHandler {
     if (statusCode === 204) delete headers['content-length'];
     this.status = statusCode;
     this.head = responseHeaders(ex, headers);
-    if (statusCode === 204 || statusCode === 304) {
+    // Set only once the head went out: if node refuses it, the abort comes back as an error still to answer (502).
+    if ((statusCode === 204 || statusCode === 304) && this.sendHead(controller)) {
       this.headOnly = true;
-      if (this.sendHead(controller)) this.res.end();
+      this.res.end();
     }
   }
 
@@ -187,7 +188,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
     if (this.head !== null && !this.sendHead(controller)) {
       // Too late for the abort to come back as onResponseError: the upstream is done. Nothing went out: a 502.
       this.settle();
-      return this.reject(new ProxyError('bad_gateway', 'the upstream refused the connection or answered badly', 'upstream_error:invalid_header'));
+      return this.reject(upstreamError({ code: 'invalid_header' }));
     }
     if (!this.headOnly) this.res.end();
     this.settle();
