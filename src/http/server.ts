@@ -146,59 +146,27 @@ export class Gateway {
     return this.current;
   }
 
-  /**
-   * One request at a time per client connection: node reads pipelined requests all at once, and forwarding each as
-   * it comes would let one connection open as many upstream connections as it sends requests. Their answers
-   * go out in order anyway, so the ones behind wait here, in the pipeline's place, until the one ahead is done.
-   */
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const conn = req.socket as Connection;
-    const waiting = conn[WAITING];
-    if (waiting === undefined) this.start(conn, req, res);
-    else if (waiting === null) conn[WAITING] = [req, res];
-    else waiting.push(req, res);
-  }
-
-  /** Starts `req`, or answers it at once (its client left, or gatehouse is draining) and goes on with the next. */
-  private start(conn: Connection, req: IncomingMessage, res: ServerResponse): void {
-    for (;;) {
-      if (conn.destroyed) {
-        // It waited behind another request, and the client left meanwhile: nothing to answer, nothing forwarded.
-        logRefusal(this.current, 499, 'client_closed', requestIdOf(req), conn.remoteAddress ?? null, req);
-      } else if (this.draining) {
-        res.shouldKeepAlive = false;
-        const requestId = requestIdOf(req);
-        sendError(res, DRAINING, requestId);
-        logRefusal(this.current, DRAINING.status, DRAINING.reason, requestId, conn.remoteAddress ?? null, req);
-      } else {
-        if (conn[WAITING] === undefined) conn[WAITING] = null;
-        this.inFlight++;
-        this.runtime.metrics.requestsInFlight++;
-        const plan = this.current;
-        this.planUsers.set(plan, (this.planUsers.get(plan) ?? 0) + 1);
-        void handleRequest(plan, req, res, this.requestDone);
-        return;
-      }
-      const waiting = conn[WAITING];
-      if (!waiting || waiting.length === 0) {
-        conn[WAITING] = undefined;
-        return;
-      }
-      req = waiting.shift() as IncomingMessage;
-      res = waiting.shift() as ServerResponse;
+    if (this.draining) {
+      res.shouldKeepAlive = false;
+      const requestId = requestIdOf(req);
+      sendError(res, DRAINING, requestId);
+      logRefusal(this.current, DRAINING.status, DRAINING.reason, requestId, req.socket.remoteAddress ?? null, req);
+      return;
     }
+    this.inFlight++;
+    this.runtime.metrics.requestsInFlight++;
+    const plan = this.current;
+    this.planUsers.set(plan, (this.planUsers.get(plan) ?? 0) + 1);
+    void handleRequest(plan, req, res, this.requestDone);
   }
 
   /** Made once: a closure and a .finally() promise per request cost more than a call. */
-  private readonly requestDone = (plan: Plan, connection: Socket): void => {
+  private readonly requestDone = (plan: Plan): void => {
     this.inFlight--;
     this.runtime.metrics.requestsInFlight--;
     this.release(plan);
     if (this.draining) this.drained?.();
-    const conn = connection as Connection;
-    const waiting = conn[WAITING];
-    if (!waiting || waiting.length === 0) conn[WAITING] = undefined;
-    else this.start(conn, waiting.shift() as IncomingMessage, waiting.shift() as ServerResponse);
   };
 
   /**
@@ -325,13 +293,6 @@ function listenOn(server: Server, port: number, host: string): Promise<void> {
     });
   });
 }
-
-/**
- * On a client connection: absent (undefined) while no request of it is in the pipeline; null while one is and
- * none waits; else the requests read behind it, as [req, res, req, res, ...].
- */
-const WAITING = Symbol('gatehouse.waiting');
-type Connection = Socket & { [WAITING]?: Array<IncomingMessage | ServerResponse> | null };
 
 const DRAINING = new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining');
 const CONNECT_REFUSED = new ProxyError('not_implemented', 'CONNECT is not supported: gatehouse is a reverse proxy', 'connect_not_supported');

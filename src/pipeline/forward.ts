@@ -126,9 +126,13 @@ class Forwarding implements Dispatcher.DispatchHandler {
     // A response queued behind another on a pipelined connection has no socket yet, and node never emits its
     // 'close' if the connection dies first: until it is this response's turn, watch the connection itself.
     if (res.socket === null) {
-      this.connection = ex.req.socket;
-      this.connection.on('close', this.onClose);
-      if (this.connection.destroyed) this.onClose();
+      const connection = ex.req.socket;
+      this.connection = connection;
+      // One listener per answer waiting on this connection, each removed when it settles: raise the limit with them,
+      // or a client pipelining a dozen requests would print node's listener-leak warning.
+      connection.setMaxListeners(connection.getMaxListeners() + 1);
+      connection.on('close', this.onClose);
+      if (connection.destroyed) this.onClose();
     }
     if (res.destroyed) this.onClose();
   }
@@ -223,7 +227,11 @@ class Forwarding implements Dispatcher.DispatchHandler {
       this.res.off('drain', this.onDrain);
       clearTimeout(this.stall);
     }
-    this.connection?.off('close', this.onClose);
+    if (this.connection !== null) {
+      this.connection.off('close', this.onClose);
+      this.connection.setMaxListeners(this.connection.getMaxListeners() - 1);
+      this.connection = null;
+    }
   }
 }
 

@@ -175,9 +175,7 @@ t.test('pipelined requests still queued when the client leaves are cancelled too
   socket.pause(); // reads nothing: the first answer fills the buffers, the others wait behind it
   const ids = [1, 2, 3, 4, 5].map((i) => `pipelined-${i}`);
   socket.write(ids.map((id) => `GET /endless/${id} HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${id}\r\n\r\n`).join(''));
-  await until(() => endless.open() === 1, 2000, 'the first pipelined request reached the upstream');
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  t.equal(endless.open(), 1, 'one upstream request at a time for one connection');
+  await until(() => endless.open() >= 5, 2000, 'every pipelined request reached the upstream');
   socket.destroy();
   await until(() => gw.gateway.runtime.metrics.requestsInFlight === 0, 3000, 'no request left in flight');
   await until(() => endless.open() === 0, 3000, 'every upstream answer was cut off');
@@ -222,14 +220,13 @@ t.test('an HTTP/1.1 request without Host is 400 JSON with a request id; HTTP/1.0
   t.equal(rawStatus(await raw(gw.port, 'GET /x HTTP/1.0\r\n\r\n')), 200);
 });
 
-t.test('pipelined requests are forwarded one at a time per connection, and answered in order', async (t) => {
-  let concurrent = 0;
-  let most = 0;
+t.test('many pipelined requests are answered in order, each under its own id, with no listener-leak warning', async (t) => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
   const slow = await startUpstream((req, res) => {
-    concurrent++;
-    most = Math.max(most, concurrent);
     setTimeout(() => {
-      concurrent--;
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end(req.url);
     }, 20);
@@ -248,7 +245,8 @@ t.test('pipelined requests are forwarded one at a time per connection, and answe
     });
     socket.write(Array.from({ length: 20 }, (_, i) => `GET /p/${i} HTTP/1.1\r\nHost: x\r\nX-Request-Id: p-${i}\r\n\r\n`).join(''));
   });
-  t.equal(most, 1, 'the upstream never saw two of them at once');
+  await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+  t.same(warnings, [], 'each queued answer watches the connection, within a raised listener limit');
   const order = [...text.matchAll(/x-request-id: (p-\d+)/g)].map((m) => m[1]);
   t.same(order, Array.from({ length: 20 }, (_, i) => `p-${i}`), 'answered in order, each under its own id');
 });
@@ -271,4 +269,27 @@ t.test('an unparsable request pipelined behind one still being answered is not b
   const lines = own.logs.filter((l) => 'status' in l);
   t.notMatch(lines.find((l) => l.request_id === 'first-request'), { status: 400 }, 'the well-formed request is not logged as the parse error');
   t.ok(lines.some((l) => l.request_id !== 'first-request' && l.status === 400 && l.reason === 'unparsable_request'), 'the parse error has a line of its own');
+});
+
+t.test('thousands of pipelined requests answered at once are all answered, and none stays in flight', async (t) => {
+  const count = 3000;
+  const answered = await new Promise<number>((resolve) => {
+    const socket = connect(gw.port, '127.0.0.1');
+    let text = '';
+    let seen = 0;
+    socket.on('data', (c: Buffer) => {
+      text += c.toString('latin1');
+      seen = text.split('HTTP/1.1 ').length - 1;
+      if (seen >= count) {
+        socket.destroy();
+        resolve(seen);
+      }
+    });
+    socket.on('close', () => resolve(seen));
+    socket.on('error', () => undefined);
+    // Unparsable paths: refused at once, without waiting on anything.
+    socket.write(Array.from({ length: count }, (_, i) => `GET /%2e%2e/${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+  });
+  t.equal(answered, count);
+  await until(() => gw.gateway.runtime.metrics.requestsInFlight === 0, 3000, 'none left in flight');
 });
