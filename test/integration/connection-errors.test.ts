@@ -271,25 +271,29 @@ t.test('an unparsable request pipelined behind one still being answered is not b
   t.ok(lines.some((l) => l.request_id !== 'first-request' && l.status === 400 && l.reason === 'unparsable_request'), 'the parse error has a line of its own');
 });
 
-t.test('thousands of pipelined requests answered at once are all answered, and none stays in flight', async (t) => {
+t.test('thousands of pipelined requests behind a slow one are all answered, and none stays in flight', async (t) => {
+  const slow = await startUpstream((_req, res) => setTimeout(() => res.end('slow answer'), 500));
+  t.teardown(() => slow.close());
+  const own = await alone(t, 'keepAliveTimeout: 5s', slow.url);
   const count = 3000;
   const answered = await new Promise<number>((resolve) => {
-    const socket = connect(gw.port, '127.0.0.1');
+    const socket = connect(own.port, '127.0.0.1');
     let text = '';
     let seen = 0;
     socket.on('data', (c: Buffer) => {
       text += c.toString('latin1');
       seen = text.split('HTTP/1.1 ').length - 1;
-      if (seen >= count) {
+      if (seen >= count + 1) {
         socket.destroy();
         resolve(seen);
       }
     });
     socket.on('close', () => resolve(seen));
     socket.on('error', () => undefined);
-    // Unparsable paths: refused at once, without waiting on anything.
-    socket.write(Array.from({ length: count }, (_, i) => `GET /%2e%2e/${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+    // One request that waits on the upstream, then thousands refused at once (unparsable paths) read behind it.
+    const refused = Array.from({ length: count }, (_, i) => `GET /%2e%2e/${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join('');
+    socket.write(`GET /slow HTTP/1.1\r\nHost: x\r\n\r\n${refused}`);
   });
-  t.equal(answered, count);
-  await until(() => gw.gateway.runtime.metrics.requestsInFlight === 0, 3000, 'none left in flight');
+  t.equal(answered, count + 1);
+  await until(() => own.gateway.runtime.metrics.requestsInFlight === 0, 3000, 'none left in flight');
 });
