@@ -1,6 +1,7 @@
 // `gatehouse explain`: runs the admission stages on a made-up request, with no network and no state change.
 import type { IncomingMessage } from 'node:http';
 import { decodeJwt } from 'jose';
+import { redactQueryToken } from './auth/query-token.js';
 import { ManualClock, systemClock } from './clock.js';
 import { compilePlan } from './config/compile.js';
 import type { GatehouseConfig } from './config/types.js';
@@ -10,7 +11,6 @@ import { Metrics } from './observe/metrics.js';
 import { authenticate } from './pipeline/authenticate.js';
 import { authorize } from './pipeline/authorize.js';
 import { Exchange } from './pipeline/exchange.js';
-import { redactQueryToken } from './auth/query-token.js';
 import { injectIdentity } from './pipeline/inject-identity.js';
 import { matchRoute, normalizePath } from './pipeline/match-route.js';
 import { headerRecord, sanitizeHeaders } from './pipeline/sanitize-headers.js';

@@ -13,9 +13,10 @@ export function reloadFrom(gateway: Gateway, configPath: string): ReloadOutcome 
   const { logger, metrics } = gateway.runtime;
   try {
     const config = loadConfig(configPath);
-    const settings = pendingRestart(config, gateway.plan.config);
     const outcome = gateway.reload(config);
     if (outcome === 'restart_required') {
+      // The plan now holds the running values of those settings: what the file changes of them still waits.
+      const settings = pendingRestart(config, gateway.plan.config);
       logger.warn({ settings, routes: config.routes.length }, 'config reloaded, but for settings that need a restart: they keep their running values');
     } else logger.info({ routes: config.routes.length }, 'config reloaded');
     return outcome;

@@ -122,20 +122,26 @@ export class Gateway {
     // (forward.ts), so a refused one is never invited to upload; any other expectation is ignored (RFC 9110 10.1.1
     // allows it), not a bare 417.
     this.server.on('checkContinue', (req, res) => this.onRequest(req, res));
+    this.server.on('checkExpectation', (req, res) => this.onRequest(req, res));
     // A forward proxy's method: answered, not left to node, which drops the connection without a word.
     this.server.on('connect', (req: IncomingMessage, socket: Socket) => {
+      ownErrors(socket);
       const requestId = requestIdOf(req);
       rejectOnSocket(socket, CONNECT_REFUSED, requestId);
-      logRefusal(this.current, CONNECT_REFUSED.status, CONNECT_REFUSED.reason, requestId, socket.remoteAddress ?? null, req);
+      logRefusal(this.current, CONNECT_REFUSED, requestId, socket.remoteAddress ?? null, req);
     });
-    this.server.on('checkExpectation', (req, res) => this.onRequest(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      ownErrors(socket);
       this.upgrades.add(socket);
       socket.once('close', () => {
         this.upgrades.delete(socket);
         if (this.draining) this.drained?.();
       });
-      if (this.draining) return rejectOnSocket(socket, new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining'));
+      if (this.draining) {
+        const requestId = requestIdOf(req);
+        rejectOnSocket(socket, DRAINING, requestId);
+        return logRefusal(this.current, DRAINING, requestId, socket.remoteAddress ?? null, req);
+      }
       handleUpgrade(this.current, req, socket, head);
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
@@ -151,7 +157,7 @@ export class Gateway {
       res.shouldKeepAlive = false;
       const requestId = requestIdOf(req);
       sendError(res, DRAINING, requestId);
-      logRefusal(this.current, DRAINING.status, DRAINING.reason, requestId, req.socket.remoteAddress ?? null, req);
+      logRefusal(this.current, DRAINING, requestId, req.socket.remoteAddress ?? null, req);
       return;
     }
     this.inFlight++;
@@ -190,7 +196,7 @@ export class Gateway {
       return;
     }
     const requestId = randomUUID();
-    logRefusal(this.current, error.status, error.reason, requestId, socket.remoteAddress ?? null);
+    logRefusal(this.current, error, requestId, socket.remoteAddress ?? null);
     // A request read behind one still being answered (pipelining): an answer now would be read as that one's.
     if (res) socket.destroy();
     else rejectOnSocket(socket, error, requestId);
@@ -296,6 +302,14 @@ function listenOn(server: Server, port: number, host: string): Promise<void> {
 
 const DRAINING = new ProxyError('service_unavailable', 'gatehouse is shutting down', 'draining');
 const CONNECT_REFUSED = new ProxyError('not_implemented', 'CONNECT is not supported: gatehouse is a reverse proxy', 'connect_not_supported');
+
+/**
+ * node hands CONNECT and upgrade sockets over without its own 'error' listener: without one, a client resetting
+ * the connection while gatehouse answers on it is an uncaught exception, and the process ends.
+ */
+function ownErrors(socket: Socket): void {
+  socket.on('error', () => socket.destroy());
+}
 
 /** The client's X-Request-Id when valid (SPEC section 4), else a new one: for answers given outside the pipeline. */
 function requestIdOf(req: IncomingMessage): string {

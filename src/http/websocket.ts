@@ -88,7 +88,6 @@ function isWebSocketUpgrade(req: IncomingMessage): boolean {
 
 export function handleUpgrade(plan: Plan, req: IncomingMessage, socket: Socket, head: Buffer): void {
   const ex = new Exchange(plan, req, null, performance.now());
-  socket.on('error', () => socket.destroy());
   void (async () => {
     try {
       if (!isWebSocketUpgrade(req)) throw new ProxyError('bad_request', 'only WebSocket upgrades (GET with Upgrade: websocket) are supported', 'upgrade_not_supported');

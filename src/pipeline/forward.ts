@@ -207,8 +207,9 @@ class Forwarding implements Dispatcher.DispatchHandler {
       // counts no bytes here) concerns only the upstream connection, which undici closes.
     } else if (this.sendTimedOut) {
       // Cut off by onStall: the status the answer began with, and reason send_timeout, stay as they are.
-    } else if (this.clientGone) {
-      // Nobody is left to answer; 499 is the customary log status for it (nginx).
+    } else if (this.clientGone || ex.req.socket?.destroyed) {
+      // Nobody is left to answer; 499 is the customary log status for it (nginx). The connection is asked too: when
+      // the client leaves, undici's error can come before the response's 'close' that sets clientGone.
       ex.status = 499;
       ex.reason = 'client_closed';
     } else if (res.headersSent || res.destroyed) {

@@ -1,7 +1,6 @@
 // The request flow, in order. Each stage is one file named by its verb; errors become responses in one place.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Plan } from '../config/compile.js';
 import { isProxyError, ProxyError, sendError } from '../http/errors.js';
@@ -19,9 +18,7 @@ import { isValidRequestId, sanitizeHeaders } from './sanitize-headers.js';
 const MISSING_HOST = new ProxyError('bad_request', 'an HTTP/1.1 request needs a Host header', 'missing_host');
 
 /** `done` runs once the request is answered and logged, whatever happened (the gateway's in-flight accounting). */
-export async function handleRequest(plan: Plan, req: IncomingMessage, res: ServerResponse, done: (plan: Plan, connection: Socket) => void): Promise<void> {
-  // Taken now: node lets go of req.socket once the answer is finished.
-  const connection = req.socket;
+export async function handleRequest(plan: Plan, req: IncomingMessage, res: ServerResponse, done: (plan: Plan) => void): Promise<void> {
   const ex = new Exchange(plan, req, res, performance.now());
   try {
     const admitting = admit(ex);
@@ -34,7 +31,7 @@ export async function handleRequest(plan: Plan, req: IncomingMessage, res: Serve
   try {
     logAccess(ex);
   } finally {
-    done(plan, connection);
+    done(plan);
   }
 }
 
@@ -102,18 +99,17 @@ export function logAccess(ex: Exchange): void {
 
 /**
  * The access line (and request count) of an answer given outside the pipeline: a request node:http could not
- * parse, one refused while draining, one whose client left while it waited behind another. No route, no
- * identity; the method and path when node read them.
+ * parse, a CONNECT, one refused while draining. No route, no identity; the method and path when node read them.
  */
-export function logRefusal(plan: Plan, status: number, reason: string, requestId: string, ip: string | null, req: IncomingMessage | null = null): void {
+export function logRefusal(plan: Plan, error: ProxyError, requestId: string, ip: string | null, req: IncomingMessage | null = null): void {
   const { runtime } = plan;
-  runtime.metrics.countRequest('', status);
+  runtime.metrics.countRequest('', error.status);
   writeAccessLine(runtime.logger, {
     request_id: requestId,
     method: req?.method ?? null,
     path: req ? (req.url ?? '').split('?', 1)[0] : null,
     route: null,
-    status,
+    status: error.status,
     duration_ms: 0,
     upstream_ms: null,
     tenant: null,
@@ -121,6 +117,6 @@ export function logRefusal(plan: Plan, status: number, reason: string, requestId
     auth: null,
     key_id: null,
     ip,
-    reason,
+    reason: error.reason,
   });
 }

@@ -156,15 +156,20 @@ t.test('a request refused while draining is logged and counted', async (t) => {
   };
   const a = open('a');
   const b = open('b');
-  await until(() => a.seen.text.includes('partial answer') && b.seen.text.includes('partial answer'), 2000, 'both are being answered');
+  const c = open('c');
+  await until(() => [a, b, c].every((x) => x.seen.text.includes('partial answer')), 2000, 'all are being answered');
   const closing = own.close();
   b.socket.write('cdGET /second HTTP/1.1\r\nHost: x\r\nX-Request-Id: while-draining\r\n\r\n');
   await until(() => b.seen.text.includes('HTTP/1.1 503'), 2000, 'the pipelined request is refused while draining');
   t.match(b.seen.text, /\r\nx-request-id: while-draining\r\n/, "with the client's request id, as every answer");
+  // A WebSocket upgrade read while draining: refused the same way, on its socket.
+  c.socket.write('cdGET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Request-Id: upgrade-while-draining\r\n\r\n');
+  await until(() => c.seen.text.includes('HTTP/1.1 503'), 2000, 'the upgrade is refused while draining');
+  t.match(c.seen.text, /\r\nx-request-id: upgrade-while-draining\r\n/);
   a.socket.write('cd');
   await closing;
-  a.socket.destroy();
-  b.socket.destroy();
+  for (const x of [a, b, c]) x.socket.destroy();
+  t.match(own.logs.find((l) => l.request_id === 'upgrade-while-draining' && 'status' in l) ?? {}, { status: 503, method: 'GET', path: '/ws', reason: 'draining' });
   t.match(own.logs.find((l) => l.request_id === 'while-draining' && 'status' in l) ?? {}, { status: 503, method: 'GET', path: '/second', reason: 'draining' });
 });
 
@@ -296,4 +301,16 @@ t.test('thousands of pipelined requests behind a slow one are all answered, and 
   });
   t.equal(answered, count + 1);
   await until(() => own.gateway.runtime.metrics.requestsInFlight === 0, 3000, 'none left in flight');
+});
+
+t.test('clients that reset right after a CONNECT crash nothing', async (t) => {
+  // node hands CONNECT (and upgrade) sockets over without its own 'error' listener: every path that answers on
+  // such a socket must add one, or a reset client is an uncaught exception.
+  for (let i = 0; i < 30; i++) {
+    const socket = connect(gw.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', () => socket.resetAndDestroy());
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.equal((await call(`${gw.url}/still-alive`)).status, 200, 'the process still serves');
 });
