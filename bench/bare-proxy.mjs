@@ -11,7 +11,7 @@ import { Pool } from 'undici';
 
 const port = Number(process.argv[2]);
 const mode = process.argv[4] ?? 'dispatch';
-const pool = new Pool(process.argv[3], { keepAliveTimeout: 4_000, pipelining: 1 });
+const pool = new Pool(process.argv[3], { keepAliveTimeout: 4_000, pipelining: 1, connections: 1024 });
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
 
 function requestHeaders(req) {

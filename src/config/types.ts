@@ -28,6 +28,10 @@ export interface UpstreamConfig {
   connectTimeoutMs: number;
   timeoutMs: number;
   keepAlive: boolean;
+  /** Most connections open to this upstream at once; requests past them wait in a queue. */
+  maxConnections: number;
+  /** Most requests waiting for a connection; past them, 503 at once. */
+  maxPending: number;
 }
 
 export interface ClaimsMapping {

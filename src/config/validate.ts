@@ -108,9 +108,12 @@ function readUpstreams(cx: ReadContext, root: MapReader): { upstreams: Record<st
     const connectTimeoutMs = u.duration('connectTimeout', 5_000, TIMER);
     const timeoutMs = u.duration('timeout', 30_000, TIMER);
     const keepAlive = u.bool('keepAlive', true);
+    // Envoy's circuit-breaker defaults (max_connections, max_pending_requests).
+    const maxConnections = u.int('maxConnections', 1024, 1, 65_535);
+    const maxPending = u.int('maxPending', 1024, 0, 1_000_000);
     u.done();
-    if (url && connectTimeoutMs !== undefined && timeoutMs !== undefined && keepAlive !== undefined) {
-      out[name] = { name, url, connectTimeoutMs, timeoutMs, keepAlive };
+    if (url && connectTimeoutMs !== undefined && timeoutMs !== undefined && keepAlive !== undefined && maxConnections !== undefined && maxPending !== undefined) {
+      out[name] = { name, url, connectTimeoutMs, timeoutMs, keepAlive, maxConnections, maxPending };
     }
   }
   return { upstreams: out, declared };

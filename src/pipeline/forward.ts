@@ -14,6 +14,8 @@ export interface Upstream {
   /** The URL's path without its trailing slash, prefixed to every forwarded path. */
   readonly basePath: string;
   readonly latency: { observe(seconds: number): void };
+  /** Requests forwarded and not yet settled (on a connection or waiting for one): held to `maxConnections + maxPending`. */
+  active: number;
 }
 
 /** Longest a response body may stall between two chunks before the upstream connection is dropped. */
@@ -29,9 +31,12 @@ export function compileUpstream(config: UpstreamConfig, metrics: Metrics): Upstr
       bodyTimeout: Math.max(config.timeoutMs, BODY_IDLE_MS),
       keepAliveTimeout: 4_000,
       pipelining: 1,
+      // One request per connection (pipelining 1): past this many, undici queues requests until a connection frees.
+      connections: config.maxConnections,
     }),
     basePath: url.pathname.replace(/\/+$/, ''),
     latency: metrics.upstreamLatency.recorder(config.name),
+    active: 0,
   };
 }
 
@@ -60,6 +65,9 @@ function responseHeaders(ex: Exchange, upstream: Record<string, string | string[
   out.push('x-request-id', ex.requestId);
   return out;
 }
+
+const UPSTREAM_BUSY = new ProxyError('service_unavailable', 'the upstream is at its connection limit and its queue is full', 'upstream_busy');
+const QUEUE_TIMEOUT = new ProxyError('gateway_timeout', 'no connection to the upstream was free in time', 'upstream_timeout');
 
 function upstreamError(err: unknown): ProxyError {
   const code = (err as { code?: string }).code;
@@ -91,10 +99,25 @@ class Forwarding implements Dispatcher.DispatchHandler {
   private paused = false;
   /** The client connection, watched while this response waits behind another (pipelining). */
   private connection: Socket | null = null;
+  /**
+   * Armed while the request waits for a free upstream connection (`maxConnections`): `timeout` counts from the
+   * moment gatehouse forwards, and undici's headersTimeout only from the moment the request is written.
+   */
+  private queueTimer: NodeJS.Timeout | undefined = undefined;
+  /** Answered (504) or given up (client gone) while still queued: undici's later callbacks only release it. */
+  private abandoned = false;
   private readonly onClose = () => {
-    if (this.settled || this.res.writableFinished) return;
+    if (this.settled || this.abandoned || this.res.writableFinished) return;
     this.clientGone = true;
-    this.controller?.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
+    if (this.controller !== null) return this.controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
+    // Still queued: log it now; it is dropped when its turn comes (onRequestStart), and holds its queue place until then.
+    if (this.queueTimer !== undefined) this.abandon(499, 'client_closed');
+  };
+  private readonly onQueueTimeout = () => {
+    this.queueTimer = undefined;
+    // Written but not answered yet: the same 504 as undici's headersTimeout would give, a little sooner.
+    if (this.controller !== null) return this.controller.abort(new undiciErrors.HeadersTimeoutError());
+    this.abandon(0, null);
   };
   private readonly onDrain = () => {
     clearTimeout(this.stall);
@@ -117,7 +140,10 @@ class Forwarding implements Dispatcher.DispatchHandler {
     private readonly sent: number,
     private readonly resolve: () => void,
     private readonly reject: (err: ProxyError) => void,
+    queued: boolean,
   ) {
+    upstream.active++;
+    if (queued) this.queueTimer = setTimeout(this.onQueueTimeout, upstream.config.timeoutMs);
     // A client that goes away (or is cut off by a shutdown) must not leave its upstream request running
     // until the upstream timeout: that holds a pool connection and makes a graceful shutdown wait for it.
     // `on`, never removed: every response emits 'close' once, at its end; a settled one is ignored, which costs
@@ -139,11 +165,26 @@ class Forwarding implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.clientGone) controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
+    if (this.clientGone || this.abandoned) controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
+  }
+
+  /** Gives up a request still waiting for a connection: 499 when its client left, else the 504 of `timeout`. */
+  private abandon(status: number, reason: string | null): void {
+    clearTimeout(this.queueTimer);
+    this.queueTimer = undefined;
+    this.abandoned = true;
+    if (status === 0) return this.reject(QUEUE_TIMEOUT);
+    this.ex.status = status;
+    this.ex.reason = reason;
+    this.resolve();
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[]>): void {
     if (statusCode < 200) return; // 1xx: the final answer is still to come
+    if (this.queueTimer !== undefined) {
+      clearTimeout(this.queueTimer);
+      this.queueTimer = undefined;
+    }
     const { ex } = this;
     ex.upstreamMs = performance.now() - this.sent;
     this.upstream.latency.observe(ex.upstreamMs / 1000);
@@ -202,7 +243,10 @@ class Forwarding implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const { ex, res } = this;
     this.settle();
-    if (this.headOnly) {
+    if (this.abandoned) {
+      // Already answered or logged as given up; this is undici letting go of it.
+      return;
+    } else if (this.headOnly) {
       // The client has its whole answer; what undici says of the body after it (a Content-Length on a 304 that
       // counts no bytes here) concerns only the upstream connection, which undici closes.
     } else if (this.sendTimedOut) {
@@ -224,6 +268,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
 
   private settle(): void {
     this.settled = true;
+    this.upstream.active--;
+    if (this.queueTimer !== undefined) clearTimeout(this.queueTimer);
     if (this.paused) {
       this.res.off('drain', this.onDrain);
       clearTimeout(this.stall);
@@ -241,12 +287,15 @@ const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
 export function forward(ex: Exchange, headers: string[]): Promise<void> {
   const upstream = ex.route!.upstream!;
+  const { maxConnections, maxPending } = upstream.config;
+  // Every connection busy and the queue full: refuse at once rather than pile requests on an upstream that is behind.
+  if (upstream.active >= maxConnections + maxPending) throw UPSTREAM_BUSY;
   const { req } = ex;
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
   // Admitted: now a client waiting on Expect: 100-continue may send its body (server.ts leaves this to us).
   if (hasBody && req.headers.expect !== undefined && CONTINUE.test(req.headers.expect)) ex.res!.writeContinue();
   return new Promise((resolve, reject) => {
-    const handler = new Forwarding(ex, ex.res!, upstream, performance.now(), resolve, reject);
+    const handler = new Forwarding(ex, ex.res!, upstream, performance.now(), resolve, reject, upstream.active >= maxConnections);
     upstream.pool.dispatch(
       {
         path: upstream.basePath + ex.path + ex.search,

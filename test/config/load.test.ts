@@ -58,6 +58,11 @@ const cases: Case[] = [
   { name: 'a port that is a word', yaml: `version: 1\nserver:\n  port: eighty\n${UP}${ROUTE}`, issues: ['3:9 server.port: must be a whole number from 0 to 65535'] },
   { name: 'a port out of range', yaml: `version: 1\nserver:\n  port: 70000\n${UP}${ROUTE}`, issues: ['3:9 server.port: must be a whole number from 0 to 65535'] },
   { name: 'a boolean that is not one', yaml: `version: 1\n${UP}    keepAlive: yes please\n${ROUTE}`, issues: ['5:16 upstreams.default.keepAlive: must be true or false'] },
+  {
+    name: 'an upstream connection limit of 0, and a negative queue',
+    yaml: `version: 1\n${UP}    maxConnections: 0\n    maxPending: -1\n${ROUTE}`,
+    issues: ['5:21 upstreams.default.maxConnections: must be a whole number from 1 to 65535', '6:17 upstreams.default.maxPending: must be a whole number from 0 to 1000000'],
+  },
   { name: 'a section that is a list', yaml: `version: 1\nserver: [1, 2]\n${UP}${ROUTE}`, issues: ['2:9 server: must be a mapping'] },
   { name: 'routes that are a mapping', yaml: `version: 1\n${UP}routes:\n  all: {}\n`, issues: ['6:3 routes: must be a list'] },
   {
@@ -393,7 +398,7 @@ t.test('a minimal config gets every default of SPEC section 2', async (t) => {
     sendTimeoutMs: 60_000,
   });
   t.strictSame(c.admin, { host: '127.0.0.1', port: 9901 });
-  t.strictSame(c.upstreams.default, { name: 'default', url: 'http://127.0.0.1:3000', connectTimeoutMs: 5_000, timeoutMs: 30_000, keepAlive: true });
+  t.strictSame(c.upstreams.default, { name: 'default', url: 'http://127.0.0.1:3000', connectTimeoutMs: 5_000, timeoutMs: 30_000, keepAlive: true, maxConnections: 1_024, maxPending: 1_024 });
   const p = c.auth.jwt.providers[0];
   t.strictSame(p.audience, ['api'], 'a single audience string becomes a list');
   t.equal(p.clockToleranceMs, 30_000);

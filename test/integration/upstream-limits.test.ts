@@ -1,0 +1,195 @@
+// upstreams.NAME.maxConnections and maxPending: how many connections gatehouse opens to an upstream at most,
+// how many requests wait for one, and what a request that finds both full, or waits too long, gets.
+import t from 'tap';
+import type { Socket } from 'node:net';
+import { connect } from 'node:net';
+import { call, startGatehouse, startUpstream, type Running, type Upstream } from '../support/harness.js';
+import { until } from '../support/until.js';
+
+const yaml = (limits: string) => `version: 1
+server:
+  port: 0
+upstreams:
+  default:
+    url: \${UPSTREAM}
+    timeout: \${UPSTREAM_TIMEOUT:-5s}
+    connectTimeout: 1s
+${limits}
+routes:
+  - name: all
+    match: { path: /** }
+    auth: none
+`;
+
+/** An upstream whose answers wait until the test releases them; it counts the connections it ever had open at once. */
+async function heldUpstream(): Promise<{ upstream: Upstream; release(): void; held: number; peakConnections: number }> {
+  const waiting: Array<() => void> = [];
+  let open = 0;
+  const state = {
+    upstream: null as unknown as Upstream,
+    release: () => {
+      for (const answer of waiting.splice(0)) answer();
+    },
+    get held() {
+      return waiting.length;
+    },
+    peakConnections: 0,
+  };
+  state.upstream = await startUpstream((req, res) => {
+    const answer = () => res.end(`answered ${req.url}`);
+    if (req.url?.startsWith('/hold')) waiting.push(answer);
+    else answer();
+  });
+  state.upstream.server.on('connection', (socket: Socket) => {
+    open++;
+    state.peakConnections = Math.max(state.peakConnections, open);
+    socket.on('close', () => open--);
+  });
+  return state;
+}
+
+/** Requests forwarded to the upstream and not settled, as gatehouse counts them against maxConnections + maxPending. */
+const active = (gw: Running) => gw.gateway.plan.upstreams.get('default')!.active;
+const logOf = (gw: Running, path: string) => gw.logs.find((l) => l.path === path && 'status' in l);
+
+t.test('past maxConnections requests wait; past maxPending they get 503 upstream_busy at once; the counts come back', async (t) => {
+  const held = await heldUpstream();
+  const gw = await startGatehouse(yaml('    maxConnections: 2\n    maxPending: 1'), { UPSTREAM: held.upstream.url });
+  t.teardown(async () => {
+    await gw.close();
+    await held.upstream.close();
+  });
+  const first = [call(`${gw.url}/hold/1`), call(`${gw.url}/hold/2`)];
+  await until(() => held.held === 2, 2_000, 'two requests at the upstream');
+  const queued = call(`${gw.url}/hold/3`);
+  await until(() => active(gw) === 3, 2_000, 'the third waits for a connection');
+  const started = Date.now();
+  const refused = await call(`${gw.url}/refused`);
+  t.ok(Date.now() - started < 1_000, 'refused at once, not after a wait');
+  t.equal(refused.status, 503);
+  t.match(refused.json, { error: 'service_unavailable', message: /connection limit/, request_id: String });
+  t.match(logOf(gw, '/refused'), { status: 503, reason: 'upstream_busy' });
+  t.equal(held.upstream.requests.length, 2, 'the refused request never reached the upstream, nor did the queued one yet');
+  t.equal(active(gw), 3, 'the refused request holds no place');
+  held.release();
+  await until(() => held.held === 1, 2_000, 'the queued request reaches the upstream once a connection frees');
+  held.release();
+  const answers = await Promise.all([...first, queued]);
+  t.same(
+    answers.map((a) => a.status),
+    [200, 200, 200],
+  );
+  t.equal(held.peakConnections, 2, 'never more than maxConnections connections to the upstream');
+  // Every slot was given back: the same burst gets the same treatment again.
+  const again = [call(`${gw.url}/hold/4`), call(`${gw.url}/hold/5`)];
+  await until(() => held.held === 2, 2_000, 'two requests at the upstream again');
+  const queuedAgain = call(`${gw.url}/hold/6`);
+  await until(() => active(gw) === 3, 2_000, 'the third waits again');
+  t.equal((await call(`${gw.url}/refused-again`)).status, 503, 'one past the queue is refused again');
+  held.release();
+  await until(() => held.held === 1, 2_000, 'the queued one reaches the upstream');
+  held.release();
+  t.same((await Promise.all([...again, queuedAgain])).map((a) => a.status), [200, 200, 200]);
+  await until(() => active(gw) === 0, 2_000, 'nothing left counted once all are answered');
+});
+
+t.test('maxPending 0: every connection busy means 503 at once, and a free one means the request goes', async (t) => {
+  const held = await heldUpstream();
+  const gw = await startGatehouse(yaml('    maxConnections: 1\n    maxPending: 0'), { UPSTREAM: held.upstream.url });
+  t.teardown(async () => {
+    await gw.close();
+    await held.upstream.close();
+  });
+  for (let round = 0; round < 3; round++) {
+    const busy = call(`${gw.url}/hold/${round}`);
+    await until(() => held.held === 1, 2_000, 'the one connection is busy');
+    t.equal((await call(`${gw.url}/other/${round}`)).status, 503, `round ${round}: refused while the one connection is busy`);
+    held.release();
+    t.equal((await busy).status, 200);
+    t.equal((await call(`${gw.url}/free/${round}`)).status, 200, `round ${round}: forwarded once it is free`);
+  }
+  t.equal(active(gw), 0);
+});
+
+t.test('a request that waits for a connection past `timeout` gets 504 and never reaches the upstream', async (t) => {
+  // The answer's head comes at once and its body only when released: the connection stays busy with no timeout running.
+  const waiting: Array<() => void> = [];
+  const upstream = await startUpstream((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('head ');
+    if (req.url === '/stream') waiting.push(() => res.end('tail'));
+    else res.end('quick');
+  });
+  const gw = await startGatehouse(yaml('    maxConnections: 1\n    maxPending: 4'), { UPSTREAM: upstream.url, UPSTREAM_TIMEOUT: '300ms' });
+  t.teardown(async () => {
+    await gw.close();
+    await upstream.close();
+  });
+  const streaming = call(`${gw.url}/stream`);
+  await until(() => waiting.length === 1, 2_000, 'the first request holds the connection');
+  const started = Date.now();
+  const queued = await call(`${gw.url}/queued`);
+  const took = Date.now() - started;
+  t.equal(queued.status, 504);
+  t.match(queued.json, { error: 'gateway_timeout', message: /no connection to the upstream was free in time/ });
+  t.ok(took >= 280 && took < 1_500, `answered after ${took} ms (timeout 300ms)`);
+  t.match(logOf(gw, '/queued'), { status: 504, reason: 'upstream_timeout' });
+  waiting[0]();
+  t.equal((await streaming).text, 'head tail');
+  // The given-up request is dropped when its turn comes: the upstream never sees it, and the next one goes through.
+  t.equal((await call(`${gw.url}/after`)).text, 'head quick');
+  t.same(
+    upstream.requests.map((r) => r.url),
+    ['/stream', '/after'],
+  );
+  t.equal(active(gw), 0, 'the given-up request released its place');
+});
+
+t.test('`timeout` counts from forwarding: time spent waiting for a connection is part of it', async (t) => {
+  // Each answer takes 300 ms; with one connection the second request would get its answer 600 ms after it was sent,
+  // within 400 ms of being written to the upstream.
+  const upstream = await startUpstream((_req, res) => {
+    setTimeout(() => res.end('late'), 300);
+  });
+  const gw = await startGatehouse(yaml('    maxConnections: 1'), { UPSTREAM: upstream.url, UPSTREAM_TIMEOUT: '400ms' });
+  t.teardown(async () => {
+    await gw.close();
+    await upstream.close();
+  });
+  const first = call(`${gw.url}/first`);
+  await until(() => upstream.requests.length === 1, 2_000, 'the first request is at the upstream');
+  const started = Date.now();
+  const second = await call(`${gw.url}/second`);
+  const took = Date.now() - started;
+  t.equal((await first).status, 200);
+  t.equal(second.status, 504, 'not a 200 after 600 ms: the wait for the connection counted');
+  t.ok(took >= 380 && took < 1_000, `answered after ${took} ms (timeout 400ms)`);
+  t.match(logOf(gw, '/second'), { status: 504, reason: 'upstream_timeout' });
+});
+
+t.test('a client that leaves while its request waits for a connection is logged 499 at once and never forwarded', async (t) => {
+  const held = await heldUpstream();
+  const gw = await startGatehouse(yaml('    maxConnections: 1'), { UPSTREAM: held.upstream.url });
+  t.teardown(async () => {
+    await gw.close();
+    await held.upstream.close();
+  });
+  const busy = call(`${gw.url}/hold/busy`);
+  await until(() => held.held === 1, 2_000, 'the connection is busy');
+  const socket = connect(gw.port, '127.0.0.1');
+  socket.on('error', () => {});
+  socket.write('GET /gone HTTP/1.1\r\nHost: x\r\n\r\n');
+  await until(() => active(gw) === 2, 2_000, 'the second request waits for the connection');
+  socket.destroy();
+  await until(() => logOf(gw, '/gone') !== undefined, 2_000, 'logged while the first request still holds the connection');
+  t.match(logOf(gw, '/gone'), { status: 499, reason: 'client_closed' });
+  t.equal(held.held, 1, 'the first request is still held');
+  held.release();
+  t.equal((await busy).status, 200);
+  t.equal((await call(`${gw.url}/next`)).status, 200);
+  t.same(
+    held.upstream.requests.map((r) => r.url),
+    ['/hold/busy', '/next'],
+  );
+  t.equal(active(gw), 0);
+});
