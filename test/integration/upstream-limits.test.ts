@@ -1,6 +1,6 @@
 // upstreams.NAME.maxConnections and maxPending: how many connections gatehouse opens to an upstream at most,
 // how many requests wait for one, and what a request that finds both full, or waits too long, gets.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { Socket } from 'node:net';
 import { connect } from 'node:net';
 import { call, startGatehouse, startUpstream, type Running, type Upstream } from '../support/harness.js';
@@ -48,17 +48,23 @@ async function heldUpstream(): Promise<{ upstream: Upstream; release(): void; he
   return state;
 }
 
+/** gatehouse with these upstream limits in front of a held upstream, both closed when the test ends. */
+async function heldGateway(t: Test, limits: string): Promise<{ gw: Running; held: Awaited<ReturnType<typeof heldUpstream>> }> {
+  const held = await heldUpstream();
+  const gw = await startGatehouse(yaml(limits), { UPSTREAM: held.upstream.url });
+  t.teardown(async () => {
+    await gw.close();
+    await held.upstream.close();
+  });
+  return { gw, held };
+}
+
 /** Requests forwarded to the upstream and not settled, as gatehouse counts them against maxConnections + maxPending. */
 const active = (gw: Running) => gw.gateway.plan.upstreams.get('default')!.active;
 const logOf = (gw: Running, path: string) => gw.logs.find((l) => l.path === path && 'status' in l);
 
 t.test('past maxConnections requests wait; past maxPending they get 503 upstream_busy at once; the counts come back', async (t) => {
-  const held = await heldUpstream();
-  const gw = await startGatehouse(yaml('    maxConnections: 2\n    maxPending: 1'), { UPSTREAM: held.upstream.url });
-  t.teardown(async () => {
-    await gw.close();
-    await held.upstream.close();
-  });
+  const { gw, held } = await heldGateway(t, '    maxConnections: 2\n    maxPending: 1');
   const first = [call(`${gw.url}/hold/1`), call(`${gw.url}/hold/2`)];
   await until(() => held.held === 2, 2_000, 'two requests at the upstream');
   const queued = call(`${gw.url}/hold/3`);
@@ -94,12 +100,7 @@ t.test('past maxConnections requests wait; past maxPending they get 503 upstream
 });
 
 t.test('maxPending 0: every connection busy means 503 at once, and a free one means the request goes', async (t) => {
-  const held = await heldUpstream();
-  const gw = await startGatehouse(yaml('    maxConnections: 1\n    maxPending: 0'), { UPSTREAM: held.upstream.url });
-  t.teardown(async () => {
-    await gw.close();
-    await held.upstream.close();
-  });
+  const { gw, held } = await heldGateway(t, '    maxConnections: 1\n    maxPending: 0');
   for (let round = 0; round < 3; round++) {
     const busy = call(`${gw.url}/hold/${round}`);
     await until(() => held.held === 1, 2_000, 'the one connection is busy');
@@ -168,12 +169,7 @@ t.test('`timeout` counts from forwarding: time spent waiting for a connection is
 });
 
 t.test('a client that leaves while its request waits for a connection is logged 499 at once and never forwarded', async (t) => {
-  const held = await heldUpstream();
-  const gw = await startGatehouse(yaml('    maxConnections: 1'), { UPSTREAM: held.upstream.url });
-  t.teardown(async () => {
-    await gw.close();
-    await held.upstream.close();
-  });
+  const { gw, held } = await heldGateway(t, '    maxConnections: 1');
   const busy = call(`${gw.url}/hold/busy`);
   await until(() => held.held === 1, 2_000, 'the connection is busy');
   const socket = connect(gw.port, '127.0.0.1');
