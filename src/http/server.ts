@@ -107,6 +107,7 @@ export class Gateway {
     this.runtime = { clock, logger, metrics, store };
     this.current = compilePlan(config, this.runtime);
     settleLargeKeyTable(this.current);
+    metrics.upstreams = () => [this.current, ...this.planUsers.keys()].flatMap((plan) => [...plan.upstreams.values()]);
     const s = config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,

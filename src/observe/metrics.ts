@@ -2,6 +2,12 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LatencyHistogram } from './latency-histogram.js';
 
+/** What the upstream gauges read of a compiled upstream (pipeline/forward.ts). */
+export interface UpstreamLoad {
+  readonly config: { readonly name: string; readonly maxConnections: number };
+  readonly active: number;
+}
+
 /**
  * Counts of the series touched on every request are kept in plain fields and maps and handed to prom-client only
  * when /metrics is scraped: its inc() hashes the label object on each call, which showed in the profile.
@@ -81,6 +87,33 @@ export class Metrics {
       this.inFlight.set(this.requestsInFlight);
     },
   });
+
+  /**
+   * The upstreams in use, set by the gateway: those of the running plan and of replaced plans still draining (an
+   * upstream whose settings changed has a pool, and counts, of its own until its last request is done).
+   */
+  upstreams: () => Iterable<UpstreamLoad> = () => [];
+  readonly upstreamActive: Gauge<'upstream'> = new Gauge({
+    name: 'gatehouse_upstream_requests_active',
+    help: 'Requests forwarded to the upstream and not finished yet, on a connection or waiting for one',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+    collect: () => this.setUpstreamGauge(this.upstreamActive, (u) => u.active),
+  });
+  readonly upstreamWaiting: Gauge<'upstream'> = new Gauge({
+    name: 'gatehouse_upstream_requests_waiting',
+    help: 'Requests waiting for a free upstream connection (past maxConnections; at most maxPending)',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+    collect: () => this.setUpstreamGauge(this.upstreamWaiting, (u) => Math.max(0, u.active - u.config.maxConnections)),
+  });
+
+  private setUpstreamGauge(gauge: Gauge<'upstream'>, count: (u: UpstreamLoad) => number): void {
+    const sums = new Map<string, number>();
+    for (const u of new Set(this.upstreams())) sums.set(u.config.name, (sums.get(u.config.name) ?? 0) + count(u));
+    gauge.reset();
+    for (const [upstream, n] of sums) gauge.set({ upstream }, n);
+  }
 
   constructor(options: { defaults?: boolean } = {}) {
     if (options.defaults) collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_' });

@@ -2,12 +2,18 @@
 // how many requests wait for one, and what a request that finds both full, or waits too long, gets.
 import t, { type Test } from 'tap';
 import type { Socket } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { reloadFrom } from '../../src/reload.js';
 import { call, startGatehouse, startUpstream, type Running, type Upstream } from '../support/harness.js';
 import { until } from '../support/until.js';
 
 const yaml = (limits: string) => `version: 1
 server:
+  host: 127.0.0.1
+  port: 0
+admin:
+  host: 127.0.0.1
   port: 0
 upstreams:
   default:
@@ -61,6 +67,12 @@ async function heldGateway(t: Test, limits: string): Promise<{ gw: Running; held
 
 /** Requests forwarded to the upstream and not settled, as gatehouse counts them against maxConnections + maxPending. */
 const active = (gw: Running) => gw.gateway.plan.upstreams.get('default')!.active;
+/** The upstream gauges of /metrics: [active, waiting]. */
+async function gauges(gw: Running): Promise<[number, number]> {
+  const text = (await call(`${gw.adminUrl}/metrics`)).text;
+  const read = (name: string) => Number(new RegExp(`^${name}\\{upstream="default"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+  return [read('gatehouse_upstream_requests_active'), read('gatehouse_upstream_requests_waiting')];
+}
 const logOf = (gw: Running, path: string) => gw.logs.find((l) => l.path === path && 'status' in l);
 
 t.test('past maxConnections requests wait; past maxPending they get 503 upstream_busy at once; the counts come back', async (t) => {
@@ -77,6 +89,7 @@ t.test('past maxConnections requests wait; past maxPending they get 503 upstream
   t.match(logOf(gw, '/refused'), { status: 503, reason: 'upstream_busy' });
   t.equal(held.upstream.requests.length, 2, 'the refused request never reached the upstream, nor did the queued one yet');
   t.equal(active(gw), 3, 'the refused request holds no place');
+  t.same(await gauges(gw), [3, 1], '/metrics: three requests active, one of them waiting for a connection');
   held.release();
   await until(() => held.held === 1, 2_000, 'the queued request reaches the upstream once a connection frees');
   held.release();
@@ -97,6 +110,7 @@ t.test('past maxConnections requests wait; past maxPending they get 503 upstream
   held.release();
   t.same((await Promise.all([...again, queuedAgain])).map((a) => a.status), [200, 200, 200]);
   await until(() => active(gw) === 0, 2_000, 'nothing left counted once all are answered');
+  t.same(await gauges(gw), [0, 0], '/metrics: nothing active or waiting');
 });
 
 t.test('maxPending 0: every connection busy means 503 at once, and a free one means the request goes', async (t) => {
@@ -188,4 +202,20 @@ t.test('a client that leaves while its request waits for a connection is logged 
     ['/hold/busy', '/next'],
   );
   t.equal(active(gw), 0);
+});
+
+t.test('a reload that changes the limits gives the upstream a new pool; /metrics counts the old one until it is done', async (t) => {
+  const { gw, held } = await heldGateway(t, '    maxConnections: 1\n    maxPending: 0');
+  const old = call(`${gw.url}/hold/old`);
+  await until(() => held.held === 1, 2_000, 'the old pool holds its one connection');
+  // Literal values: reloadFrom expands ${VAR} from process.env, not from the harness's env.
+  writeFileSync(gw.configPath, yaml('    maxConnections: 2\n    maxPending: 0').replace('${UPSTREAM}', held.upstream.url).replace('${UPSTREAM_TIMEOUT:-5s}', '5s'));
+  t.equal(reloadFrom(gw.gateway, gw.configPath), 'ok');
+  const fresh = [call(`${gw.url}/hold/new-1`), call(`${gw.url}/hold/new-2`)];
+  await until(() => held.held === 3, 2_000, 'the new pool opens two connections of its own');
+  t.equal((await call(`${gw.url}/refused`)).status, 503, 'the new limits apply: two busy, no queue');
+  t.same(await gauges(gw), [3, 0], 'one request of the old pool and two of the new one');
+  held.release();
+  t.same((await Promise.all([old, ...fresh])).map((a) => a.status), [200, 200, 200]);
+  await until(async () => (await gauges(gw))[0] === 0, 2_000, 'nothing active once all are answered');
 });
