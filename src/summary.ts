@@ -15,7 +15,7 @@ export function summarize(config: GatehouseConfig, path: string): string {
   const s = config.server;
   const lines = [`${path}: ok`, `listen ${s.host}:${s.port}${config.admin ? `, admin ${config.admin.host}:${config.admin.port}` : ''}`];
   lines.push(`upstreams (${Object.keys(config.upstreams).length}):`);
-  for (const u of Object.values(config.upstreams)) lines.push(`  ${u.name}  ${u.url}  timeout ${u.timeoutMs}ms`);
+  for (const u of Object.values(config.upstreams)) lines.push(`  ${u.name}  ${u.url}  timeout ${u.timeoutMs}ms  connections ${u.maxConnections} + ${u.maxPending} waiting`);
   lines.push(`routes (${config.routes.length}, first match wins):`);
   for (const r of config.routes) {
     const target = r.respond ? `respond ${r.respond}` : `-> ${r.upstream}`;

@@ -255,6 +255,7 @@ t.test('the CLI', async (t) => {
     t.equal(ok.code, 0, ok.stderr);
     t.equal(ok.stderr, '');
     t.match(ok.stdout, /\ball\b/, 'the summary names the route');
+    t.match(ok.stdout, /timeout \d+ms {2}connections 1024 \+ 1024 waiting/, 'the summary shows the upstream connection limits');
     t.equal(invalid.code, 1);
     t.equal(invalid.stdout, '');
     t.equal(
