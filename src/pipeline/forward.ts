@@ -100,8 +100,9 @@ class Forwarding implements Dispatcher.DispatchHandler {
   /** The client connection, watched while this response waits behind another (pipelining). */
   private connection: Socket | null = null;
   /**
-   * Armed while the request waits for a free upstream connection (`maxConnections`): `timeout` counts from the
-   * moment gatehouse forwards, and undici's headersTimeout only from the moment the request is written.
+   * Armed while the request waits for a free upstream connection (`maxConnections`): it waits at most `timeout`.
+   * Once it has one, undici's headersTimeout runs as for any request (from the moment it is written; an upload
+   * still streaming is not cut short).
    */
   private queueTimer: NodeJS.Timeout | undefined = undefined;
   /** Answered (504) or given up (client gone) while still queued: undici's later callbacks only release it. */
@@ -115,8 +116,6 @@ class Forwarding implements Dispatcher.DispatchHandler {
   };
   private readonly onQueueTimeout = () => {
     this.queueTimer = undefined;
-    // Written but not answered yet: the same 504 as undici's headersTimeout would give, a little sooner.
-    if (this.controller !== null) return this.controller.abort(new undiciErrors.HeadersTimeoutError());
     this.abandon(0, null);
   };
   private readonly onDrain = () => {
@@ -165,6 +164,10 @@ class Forwarding implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
+    if (this.queueTimer !== undefined) {
+      clearTimeout(this.queueTimer);
+      this.queueTimer = undefined;
+    }
     if (this.clientGone || this.abandoned) controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
   }
 
@@ -181,10 +184,6 @@ class Forwarding implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[]>): void {
     if (statusCode < 200) return; // 1xx: the final answer is still to come
-    if (this.queueTimer !== undefined) {
-      clearTimeout(this.queueTimer);
-      this.queueTimer = undefined;
-    }
     const { ex } = this;
     ex.upstreamMs = performance.now() - this.sent;
     this.upstream.latency.observe(ex.upstreamMs / 1000);
@@ -269,7 +268,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
   private settle(): void {
     this.settled = true;
     this.upstream.active--;
-    if (this.queueTimer !== undefined) clearTimeout(this.queueTimer);
+    // Failed before it had a connection (the upstream refused connecting, a retired pool): no wait left to time.
+    clearTimeout(this.queueTimer);
     if (this.paused) {
       this.res.off('drain', this.onDrain);
       clearTimeout(this.stall);

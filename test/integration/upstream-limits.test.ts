@@ -4,8 +4,10 @@ import t, { type Test } from 'tap';
 import type { Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { Readable } from 'node:stream';
+import { request as undiciRequest } from 'undici';
 import { reloadFrom } from '../../src/reload.js';
-import { call, startGatehouse, startUpstream, type Running, type Upstream } from '../support/harness.js';
+import { call, client, startGatehouse, startUpstream, type Running, type Upstream } from '../support/harness.js';
 import { until } from '../support/until.js';
 
 const yaml = (limits: string) => `version: 1
@@ -160,11 +162,10 @@ t.test('a request that waits for a connection past `timeout` gets 504 and never 
   t.equal(active(gw), 0, 'the given-up request released its place');
 });
 
-t.test('`timeout` counts from forwarding: time spent waiting for a connection is part of it', async (t) => {
-  // Each answer takes 300 ms; with one connection the second request would get its answer 600 ms after it was sent,
-  // within 400 ms of being written to the upstream.
+t.test('`timeout` bounds the wait for a connection; once sent, a request gets the whole `timeout` and an upload is not cut', async (t) => {
+  // Each answer takes 250 ms: the second request waits about 250 ms for the connection, then 250 ms for its answer.
   const upstream = await startUpstream((_req, res) => {
-    setTimeout(() => res.end('late'), 300);
+    setTimeout(() => res.end('answered'), 250);
   });
   const gw = await startGatehouse(yaml('    maxConnections: 1'), { UPSTREAM: upstream.url, UPSTREAM_TIMEOUT: '400ms' });
   t.teardown(async () => {
@@ -172,14 +173,29 @@ t.test('`timeout` counts from forwarding: time spent waiting for a connection is
     await upstream.close();
   });
   const first = call(`${gw.url}/first`);
-  await until(() => upstream.requests.length === 1, 2_000, 'the first request is at the upstream');
-  const started = Date.now();
-  const second = await call(`${gw.url}/second`);
-  const took = Date.now() - started;
-  t.equal((await first).status, 200);
-  t.equal(second.status, 504, 'not a 200 after 600 ms: the wait for the connection counted');
-  t.ok(took >= 380 && took < 1_000, `answered after ${took} ms (timeout 400ms)`);
-  t.match(logOf(gw, '/second'), { status: 504, reason: 'upstream_timeout' });
+  await until(() => active(gw) === 1, 2_000, 'the first request holds the connection');
+  t.same(
+    (await Promise.all([first, call(`${gw.url}/second`)])).map((a) => a.status),
+    [200, 200],
+    'the second waited less than timeout for the connection and was answered within timeout of being sent',
+  );
+  // An upload that takes longer than timeout, sent by a request that waited for its connection: the upstream's
+  // answer comes when the body is in (the upstream harness reads it all first), and nothing cuts it short.
+  const busy = call(`${gw.url}/busy`);
+  await until(() => active(gw) === 1, 2_000, 'the connection is busy again');
+  const slowBody = Readable.from(
+    (async function* () {
+      for (let i = 0; i < 6; i++) {
+        yield Buffer.alloc(100, 120);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })(),
+  );
+  const upload = await undiciRequest(`${gw.url}/upload`, { method: 'POST', body: slowBody, dispatcher: client });
+  t.equal(upload.statusCode, 200, 'a 600 ms upload after a wait for the connection, timeout 400ms: answered');
+  t.equal(await upload.body.text(), 'answered');
+  t.equal((await busy).status, 200);
+  t.equal(upstream.requests.find((r) => r.url === '/upload')?.body.length, 600, 'the whole body reached the upstream');
 });
 
 t.test('a client that leaves while its request waits for a connection is logged 499 at once and never forwarded', async (t) => {
