@@ -74,7 +74,9 @@ export function compilePlan(config: GatehouseConfig, runtime: Runtime, previous?
   const upstreams = new Map<string, Upstream>();
   for (const [name, u] of Object.entries(config.upstreams)) {
     const old = previous?.upstreams.get(name);
-    upstreams.set(name, old && same(old.config, u) ? old : compileUpstream(u, metrics));
+    // A changed upstream gets a new pool, but keeps its line and count: requests still running on the old pool count
+    // against the new limit.
+    upstreams.set(name, old && same(old.config, u) ? old : compileUpstream(u, metrics, old?.queue));
   }
   const routes = config.routes.map((r) => compileRoute(r, config, upstreams));
   const sources = config.auth.apiKeys?.sources ?? [];

@@ -4,8 +4,8 @@ import { LatencyHistogram } from './latency-histogram.js';
 
 /** What the upstream gauges read of a compiled upstream (pipeline/forward.ts). */
 export interface UpstreamLoad {
-  readonly config: { readonly name: string; readonly maxConnections: number };
-  readonly active: number;
+  readonly config: { readonly name: string };
+  readonly queue: { readonly active: number; readonly waiting: number };
 }
 
 /**
@@ -90,29 +90,29 @@ export class Metrics {
 
   /**
    * The upstreams in use, set by the gateway: those of the running plan and of replaced plans still draining (an
-   * upstream whose settings changed has a pool, and counts, of its own until its last request is done).
+   * upstream's pools across reloads share one queue, counted once).
    */
   upstreams: () => Iterable<UpstreamLoad> = () => [];
   readonly upstreamActive: Gauge<'upstream'> = new Gauge({
     name: 'gatehouse_upstream_requests_active',
-    help: 'Requests forwarded to the upstream and not finished yet, on a connection or waiting for one',
+    help: 'Requests sent to the upstream and not finished yet (at most maxConnections)',
     labelNames: ['upstream'] as const,
     registers: [this.registry],
-    collect: () => this.setUpstreamGauge(this.upstreamActive, (u) => u.active),
+    collect: () => this.setUpstreamGauge(this.upstreamActive, (q) => q.active),
   });
   readonly upstreamWaiting: Gauge<'upstream'> = new Gauge({
     name: 'gatehouse_upstream_requests_waiting',
-    help: 'Requests waiting for a free upstream connection (past maxConnections; at most maxPending)',
+    help: 'Requests waiting for a free upstream connection (at most maxPending)',
     labelNames: ['upstream'] as const,
     registers: [this.registry],
-    collect: () => this.setUpstreamGauge(this.upstreamWaiting, (u) => Math.max(0, u.active - u.config.maxConnections)),
+    collect: () => this.setUpstreamGauge(this.upstreamWaiting, (q) => q.waiting),
   });
 
-  private setUpstreamGauge(gauge: Gauge<'upstream'>, count: (u: UpstreamLoad) => number): void {
-    const sums = new Map<string, number>();
-    for (const u of new Set(this.upstreams())) sums.set(u.config.name, (sums.get(u.config.name) ?? 0) + count(u));
+  private setUpstreamGauge(gauge: Gauge<'upstream'>, count: (queue: UpstreamLoad['queue']) => number): void {
+    const queues = new Map<UpstreamLoad['queue'], string>();
+    for (const u of this.upstreams()) queues.set(u.queue, u.config.name);
     gauge.reset();
-    for (const [upstream, n] of sums) gauge.set({ upstream }, n);
+    for (const [queue, upstream] of queues) gauge.set({ upstream }, count(queue));
   }
 
   constructor(options: { defaults?: boolean } = {}) {

@@ -7,6 +7,7 @@ import type { UpstreamConfig } from '../config/types.js';
 import { ProxyError } from '../http/errors.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Exchange } from './exchange.js';
+import { UpstreamQueue, type Queued } from './upstream-queue.js';
 
 export interface Upstream {
   readonly config: UpstreamConfig;
@@ -14,14 +15,14 @@ export interface Upstream {
   /** The URL's path without its trailing slash, prefixed to every forwarded path. */
   readonly basePath: string;
   readonly latency: { observe(seconds: number): void };
-  /** Requests forwarded and not yet settled (on a connection or waiting for one): held to `maxConnections + maxPending`. */
-  active: number;
+  /** The connection limits' line, shared by the pools this upstream name had across reloads. */
+  readonly queue: UpstreamQueue;
 }
 
 /** Longest a response body may stall between two chunks before the upstream connection is dropped. */
 const BODY_IDLE_MS = 300_000;
 
-export function compileUpstream(config: UpstreamConfig, metrics: Metrics): Upstream {
+export function compileUpstream(config: UpstreamConfig, metrics: Metrics, queue = new UpstreamQueue()): Upstream {
   const url = new URL(config.url);
   return {
     config,
@@ -31,12 +32,12 @@ export function compileUpstream(config: UpstreamConfig, metrics: Metrics): Upstr
       bodyTimeout: Math.max(config.timeoutMs, BODY_IDLE_MS),
       keepAliveTimeout: 4_000,
       pipelining: 1,
-      // One request per connection (pipelining 1): past this many, undici queues requests until a connection frees.
+      // One request per connection (pipelining 1). The queue sends no more than this; a backstop.
       connections: config.maxConnections,
     }),
     basePath: url.pathname.replace(/\/+$/, ''),
     latency: metrics.upstreamLatency.recorder(config.name),
-    active: 0,
+    queue,
   };
 }
 
@@ -83,7 +84,7 @@ function upstreamError(err: unknown): ProxyError {
  * upstream request. Pool.stream does the same through a promise, an AsyncResource, a stream factory and
  * stream.finished() listeners on the response; this is one object, and about a tenth of the proxy's CPU less.
  */
-class Forwarding implements Dispatcher.DispatchHandler {
+class Forwarding implements Dispatcher.DispatchHandler, Queued {
   private controller: Dispatcher.DispatchController | null = null;
   private clientGone = false;
   private settled = false;
@@ -100,23 +101,23 @@ class Forwarding implements Dispatcher.DispatchHandler {
   /** The client connection, watched while this response waits behind another (pipelining). */
   private connection: Socket | null = null;
   /**
-   * Armed while the request waits for a free upstream connection (`maxConnections`): it waits at most `timeout`.
-   * Once it has one, undici's headersTimeout runs as for any request (from the moment it is written; an upload
-   * still streaming is not cut short).
+   * Armed while the request waits in line for a free upstream connection (`maxConnections`): it waits at most
+   * `timeout`. Once sent, undici's headersTimeout runs as for any request (from the moment it is written; an
+   * upload still streaming is not cut short).
    */
   private queueTimer: NodeJS.Timeout | undefined = undefined;
-  /** Answered (504) or given up (client gone) while still queued: undici's later callbacks only release it. */
+  /** Given up while waiting in line (504, or its client left): out of line, never sent. */
   private abandoned = false;
   private readonly onClose = () => {
     if (this.settled || this.abandoned || this.res.writableFinished) return;
     this.clientGone = true;
     if (this.controller !== null) return this.controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
-    // Still queued: log it now; it is dropped when its turn comes (onRequestStart), and holds its queue place until then.
     if (this.queueTimer !== undefined) this.abandon(499, 'client_closed');
+    // Sent but not started yet (connecting): undici calls onRequestStart, which aborts it.
   };
   private readonly onQueueTimeout = () => {
     this.queueTimer = undefined;
-    this.abandon(0, null);
+    this.abandon(504, 'upstream_timeout');
   };
   private readonly onDrain = () => {
     clearTimeout(this.stall);
@@ -132,17 +133,21 @@ class Forwarding implements Dispatcher.DispatchHandler {
     this.res.destroy();
   };
 
+  /** When the request was handed to undici: the upstream's latency counts from here, not from the wait in line. */
+  private sent = 0;
+  readonly maxConnections: number;
+
   constructor(
     private readonly ex: Exchange,
     private readonly res: ServerResponse,
     private readonly upstream: Upstream,
-    private readonly sent: number,
+    private readonly request: Dispatcher.DispatchOptions,
+    /** Expect: 100-continue: the client sends its body once invited, which is when the request is sent. */
+    private readonly expectsContinue: boolean,
     private readonly resolve: () => void,
     private readonly reject: (err: ProxyError) => void,
-    queued: boolean,
   ) {
-    upstream.active++;
-    if (queued) this.queueTimer = setTimeout(this.onQueueTimeout, upstream.config.timeoutMs);
+    this.maxConnections = upstream.config.maxConnections;
     // A client that goes away (or is cut off by a shutdown) must not leave its upstream request running
     // until the upstream timeout: that holds a pool connection and makes a graceful shutdown wait for it.
     // `on`, never removed: every response emits 'close' once, at its end; a settled one is ignored, which costs
@@ -162,24 +167,39 @@ class Forwarding implements Dispatcher.DispatchHandler {
     if (res.destroyed) this.onClose();
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
+  wait(): void {
+    if (this.clientGone) return this.abandon(499, 'client_closed');
+    this.queueTimer = setTimeout(this.onQueueTimeout, this.upstream.config.timeoutMs);
+  }
+
+  send(): void {
     if (this.queueTimer !== undefined) {
       clearTimeout(this.queueTimer);
       this.queueTimer = undefined;
     }
-    if (this.clientGone || this.abandoned) controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
+    // Admitted and on its way: now a client waiting on Expect: 100-continue may send its body (server.ts leaves
+    // this to us). One given up in line never is, and gets its 504 without having uploaded anything.
+    if (this.expectsContinue && !this.res.destroyed) this.res.writeContinue();
+    this.sent = performance.now();
+    this.upstream.pool.dispatch(this.request, this);
   }
 
-  /** Gives up a request still waiting for a connection: 499 when its client left, else the 504 of `timeout`. */
-  private abandon(status: number, reason: string | null): void {
+  /** Gives up a request waiting in line: the 504 of `timeout`, or 499 when its client left. It was never sent. */
+  private abandon(status: 499 | 504, reason: string): void {
     clearTimeout(this.queueTimer);
     this.queueTimer = undefined;
     this.abandoned = true;
-    if (status === 0) return this.reject(QUEUE_TIMEOUT);
+    this.upstream.queue.leave(this);
+    this.detach();
+    if (status === 504) return this.reject(QUEUE_TIMEOUT);
     this.ex.status = status;
     this.ex.reason = reason;
     this.resolve();
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[]>): void {
@@ -242,10 +262,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const { ex, res } = this;
     this.settle();
-    if (this.abandoned) {
-      // Already answered or logged as given up; this is undici letting go of it.
-      return;
-    } else if (this.headOnly) {
+    if (this.headOnly) {
       // The client has its whole answer; what undici says of the body after it (a Content-Length on a 304 that
       // counts no bytes here) concerns only the upstream connection, which undici closes.
     } else if (this.sendTimedOut) {
@@ -265,11 +282,14 @@ class Forwarding implements Dispatcher.DispatchHandler {
     this.resolve();
   }
 
+  /** undici is done with the request: its connection goes to the next in line. */
   private settle(): void {
     this.settled = true;
-    this.upstream.active--;
-    // Failed before it had a connection (the upstream refused connecting, a retired pool): no wait left to time.
-    clearTimeout(this.queueTimer);
+    this.detach();
+    this.upstream.queue.release();
+  }
+
+  private detach(): void {
     if (this.paused) {
       this.res.off('drain', this.onDrain);
       clearTimeout(this.stall);
@@ -287,24 +307,19 @@ const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
 export function forward(ex: Exchange, headers: string[]): Promise<void> {
   const upstream = ex.route!.upstream!;
-  const { maxConnections, maxPending } = upstream.config;
-  // Every connection busy and the queue full: refuse at once rather than pile requests on an upstream that is behind.
-  if (upstream.active >= maxConnections + maxPending) throw UPSTREAM_BUSY;
+  // Every connection busy and the line full: refuse at once rather than pile requests on an upstream that is behind.
+  if (!upstream.queue.hasRoom(upstream.config.maxConnections, upstream.config.maxPending)) throw UPSTREAM_BUSY;
   const { req } = ex;
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-  // Admitted: now a client waiting on Expect: 100-continue may send its body (server.ts leaves this to us).
-  if (hasBody && req.headers.expect !== undefined && CONTINUE.test(req.headers.expect)) ex.res!.writeContinue();
+  const request: Dispatcher.DispatchOptions = {
+    path: upstream.basePath + ex.path + ex.search,
+    method: req.method as Dispatcher.HttpMethod,
+    headers,
+    body: hasBody ? req : null,
+    reset: !upstream.config.keepAlive,
+  };
+  const expectsContinue = hasBody && req.headers.expect !== undefined && CONTINUE.test(req.headers.expect);
   return new Promise((resolve, reject) => {
-    const handler = new Forwarding(ex, ex.res!, upstream, performance.now(), resolve, reject, upstream.active >= maxConnections);
-    upstream.pool.dispatch(
-      {
-        path: upstream.basePath + ex.path + ex.search,
-        method: req.method as Dispatcher.HttpMethod,
-        headers,
-        body: hasBody ? req : null,
-        reset: !upstream.config.keepAlive,
-      },
-      handler,
-    );
+    upstream.queue.enter(new Forwarding(ex, ex.res!, upstream, request, expectsContinue, resolve, reject));
   });
 }

@@ -29,10 +29,14 @@ routes:
     auth: none
 `;
 
-/** An upstream whose answers wait until the test releases them; it counts the connections it ever had open at once. */
-async function heldUpstream(): Promise<{ upstream: Upstream; release(): void; held: number; peakConnections: number }> {
+/**
+ * An upstream whose answers to /hold/... wait until the test releases them. It counts the connections it accepted,
+ * the most it had open at once, and the most requests it was answering at once.
+ */
+async function heldUpstream(): Promise<{ upstream: Upstream; release(): void; held: number; accepted: number; peakConnections: number; peakRequests: number }> {
   const waiting: Array<() => void> = [];
   let open = 0;
+  let answering = 0;
   const state = {
     upstream: null as unknown as Upstream,
     release: () => {
@@ -41,16 +45,20 @@ async function heldUpstream(): Promise<{ upstream: Upstream; release(): void; he
     get held() {
       return waiting.length;
     },
+    accepted: 0,
     peakConnections: 0,
+    peakRequests: 0,
   };
   state.upstream = await startUpstream((req, res) => {
+    state.peakRequests = Math.max(state.peakRequests, ++answering);
+    res.on('close', () => answering--);
     const answer = () => res.end(`answered ${req.url}`);
     if (req.url?.startsWith('/hold')) waiting.push(answer);
     else answer();
   });
   state.upstream.server.on('connection', (socket: Socket) => {
-    open++;
-    state.peakConnections = Math.max(state.peakConnections, open);
+    state.accepted++;
+    state.peakConnections = Math.max(state.peakConnections, ++open);
     socket.on('close', () => open--);
   });
   return state;
@@ -67,8 +75,11 @@ async function heldGateway(t: Test, limits: string): Promise<{ gw: Running; held
   return { gw, held };
 }
 
-/** Requests forwarded to the upstream and not settled, as gatehouse counts them against maxConnections + maxPending. */
-const active = (gw: Running) => gw.gateway.plan.upstreams.get('default')!.active;
+/** Requests forwarded and not settled, sent to the upstream or waiting in line, as gatehouse counts them. */
+const active = (gw: Running) => {
+  const { queue } = gw.gateway.plan.upstreams.get('default')!;
+  return queue.active + queue.waiting;
+};
 /** The upstream gauges of /metrics: [active, waiting]. */
 async function gauges(gw: Running): Promise<[number, number]> {
   const text = (await call(`${gw.adminUrl}/metrics`)).text;
@@ -91,7 +102,7 @@ t.test('past maxConnections requests wait; past maxPending they get 503 upstream
   t.match(logOf(gw, '/refused'), { status: 503, reason: 'upstream_busy' });
   t.equal(held.upstream.requests.length, 2, 'the refused request never reached the upstream, nor did the queued one yet');
   t.equal(active(gw), 3, 'the refused request holds no place');
-  t.same(await gauges(gw), [3, 1], '/metrics: three requests active, one of them waiting for a connection');
+  t.same(await gauges(gw), [2, 1], '/metrics: two requests sent, one waiting for a connection');
   held.release();
   await until(() => held.held === 1, 2_000, 'the queued request reaches the upstream once a connection frees');
   held.release();
@@ -220,18 +231,53 @@ t.test('a client that leaves while its request waits for a connection is logged 
   t.equal(active(gw), 0);
 });
 
-t.test('a reload that changes the limits gives the upstream a new pool; /metrics counts the old one until it is done', async (t) => {
-  const { gw, held } = await heldGateway(t, '    maxConnections: 1\n    maxPending: 0');
-  const old = call(`${gw.url}/hold/old`);
-  await until(() => held.held === 1, 2_000, 'the old pool holds its one connection');
+t.test('a reload that changes the limits keeps the count: requests still running on the old pool count against the new limit', async (t) => {
+  const { gw, held } = await heldGateway(t, '    maxConnections: 2\n    maxPending: 1');
+  const old = [call(`${gw.url}/hold/old-1`), call(`${gw.url}/hold/old-2`)];
+  await until(() => held.held === 2, 2_000, 'the old pool holds two connections');
   // Literal values: reloadFrom expands ${VAR} from process.env, not from the harness's env.
-  writeFileSync(gw.configPath, yaml('    maxConnections: 2\n    maxPending: 0').replace('${UPSTREAM}', held.upstream.url).replace('${UPSTREAM_TIMEOUT:-5s}', '5s'));
-  t.equal(reloadFrom(gw.gateway, gw.configPath), 'ok');
-  const fresh = [call(`${gw.url}/hold/new-1`), call(`${gw.url}/hold/new-2`)];
-  await until(() => held.held === 3, 2_000, 'the new pool opens two connections of its own');
-  t.equal((await call(`${gw.url}/refused`)).status, 503, 'the new limits apply: two busy, no queue');
-  t.same(await gauges(gw), [3, 0], 'one request of the old pool and two of the new one');
+  const reload = (limits: string) => {
+    writeFileSync(gw.configPath, yaml(limits).replace('${UPSTREAM}', held.upstream.url).replace('${UPSTREAM_TIMEOUT:-5s}', '5s'));
+    t.equal(reloadFrom(gw.gateway, gw.configPath), 'ok');
+  };
+  reload('    maxConnections: 1\n    maxPending: 1');
+  const lowered = call(`${gw.url}/hold/new`);
+  await until(() => active(gw) === 3, 2_000, 'the new request waits: two of the old pool still run, the new limit is one');
+  t.same(await gauges(gw), [2, 1], '/metrics: the two old requests, one waiting');
+  t.equal((await call(`${gw.url}/refused`)).status, 503, 'and the line (1) is full');
   held.release();
-  t.same((await Promise.all([old, ...fresh])).map((a) => a.status), [200, 200, 200]);
+  t.same((await Promise.all(old)).map((a) => a.status), [200, 200]);
+  await until(() => held.held === 1, 2_000, 'sent once both old requests are done');
+  t.equal(held.peakRequests, 2, 'the upstream never had more than the larger limit at once');
+  reload('    maxConnections: 3\n    maxPending: 0');
+  const raised = [call(`${gw.url}/hold/raised-1`), call(`${gw.url}/hold/raised-2`)];
+  await until(() => held.held === 3, 2_000, 'a raised limit lets two more go next to the one running');
+  t.equal((await call(`${gw.url}/refused-again`)).status, 503, 'three running, no line');
+  held.release();
+  t.same((await Promise.all([lowered, ...raised])).map((a) => a.status), [200, 200, 200]);
+  t.equal(held.peakRequests, 3);
   await until(async () => (await gauges(gw))[0] === 0, 2_000, 'nothing active once all are answered');
+});
+
+t.test('a request given up in line costs no upstream connection: the next request reuses the kept-alive one', async (t) => {
+  const { gw, held } = await heldGateway(t, '    maxConnections: 1\n    maxPending: 10');
+  const busy = call(`${gw.url}/hold/busy`);
+  await until(() => held.held === 1, 2_000, 'the connection is busy');
+  const clients = Array.from({ length: 5 }, (_, i) => {
+    const socket = connect(gw.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write(`GET /gone/${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    return socket;
+  });
+  await until(() => active(gw) === 6, 2_000, 'five requests wait in line');
+  for (const socket of clients) socket.destroy();
+  await until(() => active(gw) === 1, 2_000, 'the five left the line as their clients left');
+  held.release();
+  t.equal((await busy).status, 200);
+  t.equal((await call(`${gw.url}/next`)).status, 200);
+  t.equal(held.accepted, 1, 'one upstream connection in all: none opened for the requests given up');
+  t.same(
+    held.upstream.requests.map((r) => r.url),
+    ['/hold/busy', '/next'],
+  );
 });
