@@ -22,11 +22,18 @@ export function validate(cx: ReadContext, rootNode: Node | null, file: string): 
     trustProxy: readTrustProxy(cx, s?.get('trustProxy') ?? null),
     shutdownTimeoutMs: s?.duration('shutdownTimeout', 10_000, TIMER) ?? 0,
     maxHeaderBytes: s?.int('maxHeaderBytes', 16_384, 1024, 1_048_576) ?? 0,
-    headersTimeoutMs: s?.duration('headersTimeout', 10_000, TIMER) ?? 0,
+    headersTimeoutMs: 0,
     requestTimeoutMs: s?.duration('requestTimeout', 300_000, TIMER) ?? 0,
     keepAliveTimeoutMs: s?.duration('keepAliveTimeout', 5_000, TIMER) ?? 0,
     sendTimeoutMs: s?.duration('sendTimeout', 60_000, TIMER) ?? 0,
   };
+  // node:http refuses a headersTimeout longer than requestTimeout (both on, 0 is off): the default follows a shorter
+  // requestTimeout, and a longer one set by hand is a config error rather than a crash at startup.
+  const { requestTimeoutMs } = server;
+  server.headersTimeoutMs = s?.duration('headersTimeout', requestTimeoutMs > 0 ? Math.min(10_000, requestTimeoutMs) : 10_000, TIMER) ?? 0;
+  if (server.headersTimeoutMs > 0 && requestTimeoutMs > 0 && server.headersTimeoutMs > requestTimeoutMs) {
+    cx.issues.at(s?.get('headersTimeout'), 'server.headersTimeout: must not be longer than server.requestTimeout');
+  }
   s?.done();
   const admin = readAdmin(root);
   const lg = root.map('log');

@@ -59,6 +59,11 @@ const cases: Case[] = [
   { name: 'a port out of range', yaml: `version: 1\nserver:\n  port: 70000\n${UP}${ROUTE}`, issues: ['3:9 server.port: must be a whole number from 0 to 65535'] },
   { name: 'a boolean that is not one', yaml: `version: 1\n${UP}    keepAlive: yes please\n${ROUTE}`, issues: ['5:16 upstreams.default.keepAlive: must be true or false'] },
   {
+    name: 'a headersTimeout longer than requestTimeout (node:http would refuse to start)',
+    yaml: `version: 1\nserver:\n  requestTimeout: 5s\n  headersTimeout: 20s\n${UP}${ROUTE}`,
+    issues: ['4:19 server.headersTimeout: must not be longer than server.requestTimeout'],
+  },
+  {
     name: 'an upstream connection limit of 0, and a negative queue',
     yaml: `version: 1\n${UP}    maxConnections: 0\n    maxPending: -1\n${ROUTE}`,
     issues: ['5:21 upstreams.default.maxConnections: must be a whole number from 1 to 65535', '6:17 upstreams.default.maxPending: must be a whole number from 0 to 1000000'],
@@ -308,6 +313,16 @@ t.test('several errors are reported together (counted), one per line of the erro
   t.equal(err.issues.length, 8);
   t.equal(err.message.split('\n').length, 8);
   t.equal(err.message.split('\n')[0], `${file}:1:10 version: must be a whole number from 1 to 1`);
+});
+
+t.test('headersTimeout defaults to 10s, or to a shorter requestTimeout; with requestTimeout 0 (off) anything goes', async (t) => {
+  const server = (lines: string) => load(`version: 1\nserver:\n${lines}${UP}${ROUTE}`);
+  t.strictSame(server('  requestTimeout: 5s\n').config?.server.headersTimeoutMs, 5_000);
+  t.strictSame(server('  requestTimeout: 30s\n').config?.server.headersTimeoutMs, 10_000);
+  t.strictSame(server('  requestTimeout: 0\n').config?.server.headersTimeoutMs, 10_000);
+  t.strictSame(server('  requestTimeout: 0\n  headersTimeout: 1h\n').issues, []);
+  t.strictSame(server('  requestTimeout: 5s\n  headersTimeout: 0\n').issues, []);
+  t.strictSame(server('  requestTimeout: 5s\n  headersTimeout: 5s\n').issues, []);
 });
 
 t.test('a missing file is a config error at 1:1', async (t) => {
