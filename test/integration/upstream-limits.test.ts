@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import type { Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Readable } from 'node:stream';
 import { request as undiciRequest } from 'undici';
 import { reloadFrom } from '../../src/reload.js';
@@ -280,4 +281,25 @@ t.test('a request given up in line costs no upstream connection: the next reques
     held.upstream.requests.map((r) => r.url),
     ['/hold/busy', '/next'],
   );
+});
+
+t.test('Expect: 100-continue waiting in line is invited to upload only when its request is sent', async (t) => {
+  const { gw, held } = await heldGateway(t, '    maxConnections: 1');
+  const busy = call(`${gw.url}/hold/busy`);
+  await until(() => held.held === 1, 2_000, 'the connection is busy');
+  const socket = connect(gw.port, '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  socket.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n');
+  await until(() => active(gw) === 2, 2_000, 'the upload waits in line');
+  // A negative can only be waited for: had 100 Continue gone out on arrival, 100 ms is ample for it to arrive.
+  await delay(100);
+  t.equal(received, '', 'no 100 Continue while waiting');
+  held.release();
+  await until(() => received.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), 2_000, 'invited once the request is sent');
+  socket.write('hello');
+  await until(() => /HTTP\/1\.1 200 /.test(received.slice(25)), 2_000, 'answered');
+  t.equal((await busy).status, 200);
+  t.equal(held.upstream.requests.find((r) => r.url === '/upload')?.body.toString(), 'hello');
 });
