@@ -106,13 +106,15 @@ class Forwarding implements Dispatcher.DispatchHandler, Queued {
    * upload still streaming is not cut short).
    */
   private queueTimer: NodeJS.Timeout | undefined = undefined;
+  /** Waiting in line, from wait() until send() or abandon(). */
+  private inLine = false;
   /** Given up while waiting in line (504, or its client left): out of line, never sent. */
   private abandoned = false;
   private readonly onClose = () => {
     if (this.settled || this.abandoned || this.res.writableFinished) return;
     this.clientGone = true;
     if (this.controller !== null) return this.controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
-    if (this.queueTimer !== undefined) this.abandon(499, 'client_closed');
+    if (this.inLine) this.abandon(499, 'client_closed');
     // Sent but not started yet (connecting): undici calls onRequestStart, which aborts it.
   };
   private readonly onQueueTimeout = () => {
@@ -168,11 +170,15 @@ class Forwarding implements Dispatcher.DispatchHandler, Queued {
   }
 
   wait(): void {
+    this.inLine = true;
     if (this.clientGone) return this.abandon(499, 'client_closed');
-    this.queueTimer = setTimeout(this.onQueueTimeout, this.upstream.config.timeoutMs);
+    // `timeout: 0` is no timeout, for the wait as for undici's headersTimeout.
+    const { timeoutMs } = this.upstream.config;
+    if (timeoutMs > 0) this.queueTimer = setTimeout(this.onQueueTimeout, timeoutMs);
   }
 
   send(): void {
+    this.inLine = false;
     if (this.queueTimer !== undefined) {
       clearTimeout(this.queueTimer);
       this.queueTimer = undefined;
@@ -188,6 +194,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Queued {
   private abandon(status: 499 | 504, reason: string): void {
     clearTimeout(this.queueTimer);
     this.queueTimer = undefined;
+    this.inLine = false;
     this.abandoned = true;
     this.upstream.queue.leave(this);
     this.detach();

@@ -303,3 +303,30 @@ t.test('Expect: 100-continue waiting in line is invited to upload only when its 
   t.equal((await busy).status, 200);
   t.equal(held.upstream.requests.find((r) => r.url === '/upload')?.body.toString(), 'hello');
 });
+
+t.test('timeout 0 (no timeout): a request waits in line as long as it takes, and still leaves it when its client does', async (t) => {
+  const held = await heldUpstream();
+  const gw = await startGatehouse(yaml('    maxConnections: 1'), { UPSTREAM: held.upstream.url, UPSTREAM_TIMEOUT: '0' });
+  t.teardown(async () => {
+    await gw.close();
+    await held.upstream.close();
+  });
+  const busy = call(`${gw.url}/hold/busy`);
+  await until(() => held.held === 1, 2_000, 'the connection is busy');
+  const waiting = call(`${gw.url}/waits`);
+  const socket = connect(gw.port, '127.0.0.1');
+  socket.on('error', () => {});
+  socket.write('GET /gone HTTP/1.1\r\nHost: x\r\n\r\n');
+  await until(() => active(gw) === 3, 2_000, 'two requests wait in line');
+  socket.destroy();
+  await until(() => logOf(gw, '/gone') !== undefined, 2_000, 'the one whose client left is logged');
+  t.match(logOf(gw, '/gone'), { status: 499, reason: 'client_closed' });
+  await delay(100);
+  t.equal(active(gw), 2, 'the other still waits: not given up at once for a timeout of 0');
+  held.release();
+  t.same((await Promise.all([busy, waiting])).map((a) => a.status), [200, 200]);
+  t.same(
+    held.upstream.requests.map((r) => r.url),
+    ['/hold/busy', '/waits'],
+  );
+});
