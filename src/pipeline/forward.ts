@@ -109,7 +109,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Queued {
   /** Waiting in line, from wait() until send() or abandon(). */
   private inLine = false;
   /** Given up while waiting in line (504, or its client left): out of line, never sent. */
-  private abandoned = false;
+  abandoned = false;
   private readonly onClose = () => {
     if (this.settled || this.abandoned || this.res.writableFinished) return;
     this.clientGone = true;
@@ -196,7 +196,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Queued {
     this.queueTimer = undefined;
     this.inLine = false;
     this.abandoned = true;
-    this.upstream.queue.leave(this);
+    this.upstream.queue.leave();
     this.detach();
     if (status === 504) return this.reject(QUEUE_TIMEOUT);
     this.ex.status = status;

@@ -7,6 +7,8 @@
 export interface Queued {
   /** Its upstream's limit, from the plan the request runs on (after a reload, requests of two plans may wait). */
   readonly maxConnections: number;
+  /** Given up (see leave()): skipped when its turn comes. */
+  readonly abandoned: boolean;
   /** Now waiting in line (arms its wait timer). */
   wait(): void;
   /** Its turn: hand it to undici. It counts as active until it settles and calls release(). */
@@ -20,32 +22,41 @@ export interface Queued {
 export class UpstreamQueue {
   /** Requests handed to undici and not settled: at most `maxConnections`. */
   active = 0;
-  private readonly line: Queued[] = [];
+  /**
+   * The line from `head` on, given-up requests included until they reach the head or a compaction: taking one out
+   * of the middle would cost a search and a move of everything behind it, for each of thousands timing out at once.
+   */
+  private line: Queued[] = [];
+  private head = 0;
+  /** Requests in line and not given up. */
+  waiting = 0;
   /** Set while pump() starts requests: one that settles at once (a closed pool) must not start the next from inside. */
   private pumping = false;
 
-  get waiting(): number {
-    return this.line.length;
-  }
-
   /** Whether one more request may be forwarded now or wait in line; false means 503 at once. */
   hasRoom(maxConnections: number, maxPending: number): boolean {
-    return (this.active < maxConnections && this.line.length === 0) || this.line.length < maxPending;
+    return (this.active < maxConnections && this.waiting === 0) || this.waiting < maxPending;
   }
 
   /** Sends the request now, or puts it in line (first come, first sent). Call hasRoom() first. */
   enter(request: Queued): void {
-    if (this.active < request.maxConnections && this.line.length === 0) return this.start(request);
+    if (this.active < request.maxConnections && this.waiting === 0) return this.start(request);
     this.line.push(request);
+    this.waiting++;
     request.wait();
     // Room may be left when a reload raised the limit while others waited.
     this.pump();
   }
 
-  /** Takes a request out of line, given up before its turn. */
-  leave(request: Queued): void {
-    const at = this.line.indexOf(request);
-    if (at !== -1) this.line.splice(at, 1);
+  /** A request in line was given up (`abandoned` is now true): it no longer counts, and is skipped on its turn. */
+  leave(): void {
+    this.waiting--;
+    const queued = this.line.length - this.head;
+    // Mostly given-up entries: keep only the rest, so a line that never moves cannot grow past twice maxPending.
+    if (queued > 64 && this.waiting < queued / 2) {
+      this.line = this.line.slice(this.head).filter((r) => !r.abandoned);
+      this.head = 0;
+    }
   }
 
   /** A sent request settled: its connection is free for the next in line. */
@@ -63,7 +74,25 @@ export class UpstreamQueue {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (this.line.length > 0 && this.active < this.line[0].maxConnections) this.start(this.line.shift()!);
+      while (this.head < this.line.length) {
+        const next = this.line[this.head];
+        if (next.abandoned) {
+          this.head++;
+          continue;
+        }
+        if (this.active >= next.maxConnections) break;
+        this.head++;
+        this.waiting--;
+        this.start(next);
+      }
+      // Everyone in line started or given up: start over at the beginning of a fresh array.
+      if (this.head === this.line.length) {
+        this.line = [];
+        this.head = 0;
+      } else if (this.head > 1024 && this.head > this.line.length / 2) {
+        this.line = this.line.slice(this.head);
+        this.head = 0;
+      }
     } finally {
       this.pumping = false;
     }

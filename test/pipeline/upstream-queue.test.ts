@@ -2,9 +2,10 @@
 import t from 'tap';
 import { UpstreamQueue, type Queued } from '../../src/pipeline/upstream-queue.js';
 
-function request(log: string[], name: string, maxConnections: number, onSend: () => void = () => {}): Queued {
+function request(log: string[], name: string, maxConnections: number, onSend: () => void = () => {}): Queued & { abandoned: boolean } {
   return {
     maxConnections,
+    abandoned: false,
     wait: () => log.push(`wait ${name}`),
     send: () => {
       log.push(`send ${name}`);
@@ -36,8 +37,8 @@ t.test('a request given up leaves the line and is never sent', async (t) => {
   const b = request(log, 'b', 1);
   queue.enter(b);
   queue.enter(request(log, 'c', 1));
-  queue.leave(b);
-  queue.leave(b);
+  b.abandoned = true;
+  queue.leave();
   t.equal(queue.waiting, 1);
   queue.release();
   t.same(log, ['send a', 'wait b', 'wait c', 'send c']);
@@ -72,4 +73,31 @@ t.test('thousands of requests that settle as they are sent (a closed pool) start
   queue.release();
   t.same([queue.active, queue.waiting], [0, 0]);
   t.equal(log.filter((l) => l.startsWith('send')).length, 50_001);
+});
+
+t.test('100,000 requests given up in any order leave the line at once, and the line works on', async (t) => {
+  const queue = new UpstreamQueue();
+  const log: string[] = [];
+  queue.enter(request(log, 'held', 1));
+  const waiting = Array.from({ length: 100_000 }, (_, i) => request(log, `r${i}`, 1));
+  for (const r of waiting) queue.enter(r);
+  // Every other one from the back, then the rest from the front but the last: no order is cheaper than another.
+  const started = Date.now();
+  for (let i = waiting.length - 2; i >= 0; i -= 2) {
+    waiting[i].abandoned = true;
+    queue.leave();
+  }
+  for (let i = 1; i < waiting.length - 1; i += 2) {
+    waiting[i].abandoned = true;
+    queue.leave();
+  }
+  t.ok(Date.now() - started < 1_000, `given up in ${Date.now() - started} ms`);
+  t.equal(queue.waiting, 1);
+  t.ok(queue.hasRoom(1, 2));
+  queue.release();
+  t.same(log.filter((l) => l.startsWith('send')), ['send held', 'send r99999'], 'only the one left is sent');
+  t.same([queue.active, queue.waiting], [1, 0]);
+  queue.enter(request(log, 'later', 1));
+  queue.release();
+  t.same(log.slice(-2), ['wait later', 'send later'], 'and the line works on');
 });
