@@ -27,7 +27,7 @@ export async function explain(config: GatehouseConfig, method: string, url: stri
   // A remote JWKS would need the network: such providers are left out and reported instead.
   const remote = config.auth.jwt.providers.filter((p) => p.jwksUrl);
   const offline: GatehouseConfig = { ...config, auth: { ...config.auth, jwt: { ...config.auth.jwt, providers: config.auth.jwt.providers.filter((p) => !p.jwksUrl) } } };
-  const runtime = { clock: systemClock, logger: silentLogger, metrics: new Metrics(), store: new MemoryStore({ maxKeys: 1, clock: new ManualClock() }) };
+  const runtime = { clock: systemClock, logger: silentLogger, metrics: new Metrics(), store: new MemoryStore({ maxKeys: 1, clock: new ManualClock() }), upstreamQueues: new Map() };
   const plan = compilePlan(offline, runtime);
   const rawHeaders = headers.flat();
   if (!headers.some(([n]) => n.toLowerCase() === 'host')) rawHeaders.push('Host', 'gatehouse.local');

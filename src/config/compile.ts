@@ -10,6 +10,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { compilePattern, type Matchable } from '../pipeline/match-route.js';
 import { HeaderPlan, trustsProxy } from '../pipeline/sanitize-headers.js';
 import { compileUpstream, type Upstream } from '../pipeline/forward.js';
+import { UpstreamQueue } from '../pipeline/upstream-queue.js';
 import { compilePolicy, type CompiledPolicy } from '../pipeline/rate-limit.js';
 import type { RateLimitStore } from '../rate-limit/store.js';
 import type { GatehouseConfig, RouteAuth, RouteConfig } from './types.js';
@@ -20,6 +21,11 @@ export interface Runtime {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly store: RateLimitStore;
+  /**
+   * One line per upstream name for the life of the process (pipeline/upstream-queue.ts): a changed upstream's new
+   * pool, or one dropped by a reload and brought back by a later one, counts the requests the old one still runs.
+   */
+  readonly upstreamQueues: Map<string, UpstreamQueue>;
 }
 
 export interface CompiledRoute extends Matchable {
@@ -74,9 +80,9 @@ export function compilePlan(config: GatehouseConfig, runtime: Runtime, previous?
   const upstreams = new Map<string, Upstream>();
   for (const [name, u] of Object.entries(config.upstreams)) {
     const old = previous?.upstreams.get(name);
-    // A changed upstream gets a new pool, but keeps its line and count: requests still running on the old pool count
-    // against the new limit.
-    upstreams.set(name, old && same(old.config, u) ? old : compileUpstream(u, metrics, old?.queue));
+    let queue = runtime.upstreamQueues.get(name);
+    if (queue === undefined) runtime.upstreamQueues.set(name, (queue = new UpstreamQueue()));
+    upstreams.set(name, old && same(old.config, u) ? old : compileUpstream(u, metrics, queue));
   }
   const routes = config.routes.map((r) => compileRoute(r, config, upstreams));
   const sources = config.auth.apiKeys?.sources ?? [];
@@ -124,10 +130,10 @@ function compileRoute(r: RouteConfig, config: GatehouseConfig, upstreams: Map<st
  * Releases the JWKS timers and upstream pools of `retired` plans that no `live` plan shares. A pool
  * can pass from plan to plan across reloads, so it is closed once, by the last plan that held it.
  */
-export async function retirePlans(retired: readonly Plan[], live: readonly Plan[]): Promise<void> {
+export async function retirePlans(retired: readonly Plan[], live: readonly Plan[], how: 'close' | 'destroy' = 'close'): Promise<void> {
   const kept = new Set<unknown>(live.flatMap((p) => [p.jwt, ...p.upstreams.values()]));
   const jwts = new Set(retired.map((p) => p.jwt).filter((j): j is JwtAuthenticator => j !== null && !kept.has(j)));
   for (const jwt of jwts) jwt.close();
   const pools = new Set(retired.flatMap((p) => [...p.upstreams.values()]).filter((u) => !kept.has(u)));
-  await Promise.all([...pools].map((u) => u.pool.close()));
+  await Promise.all([...pools].map((u) => (how === 'close' ? u.pool.close() : u.pool.destroy())));
 }

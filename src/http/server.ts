@@ -104,10 +104,10 @@ export class Gateway {
     const logger = options.logger ?? createLogger(config.log);
     const metrics = options.metrics ?? new Metrics({ defaults: true });
     const store = options.store ?? createStore(config, clock, logger);
-    this.runtime = { clock, logger, metrics, store };
+    this.runtime = { clock, logger, metrics, store, upstreamQueues: new Map() };
     this.current = compilePlan(config, this.runtime);
     settleLargeKeyTable(this.current);
-    metrics.upstreams = () => [this.current, ...this.planUsers.keys()].flatMap((plan) => [...plan.upstreams.values()]);
+    metrics.upstreamQueues = () => this.runtime.upstreamQueues;
     const s = config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
@@ -190,10 +190,12 @@ export class Gateway {
     }
     const error = connectionError(err);
     const ex = res ? exchangeOf(res) : undefined;
-    if (ex && err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && !ex.req.complete) {
-      // The request in the pipeline is the one too slow to arrive (its body): its own answer and log line.
+    if (ex && !ex.req.complete) {
+      // The request in the pipeline is the one node gave up on: its body too slow to arrive, or cut short (the client
+      // half-closed mid-body). Its own answer and log line; it must not go on to the upstream, nor stay there.
       ex.connectionError = error;
       rejectOnSocket(socket, error, ex.requestId || randomUUID());
+      ex.cancelForwarding?.();
       return;
     }
     const requestId = randomUUID();
@@ -286,7 +288,9 @@ export class Gateway {
     for (const socket of this.upgrades) socket.destroy();
     await closed;
     if (this.admin?.listening) await new Promise<void>((resolve) => this.admin!.close(() => resolve()));
-    await retirePlans(this.livePlans(), []);
+    // Whatever still runs was cut off above; a connect still in progress (an upstream that does not accept) must
+    // not hold the exit for a connectTimeout.
+    await retirePlans(this.livePlans(), [], 'destroy');
     await this.runtime.store.close();
   }
 }

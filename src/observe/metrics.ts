@@ -2,10 +2,10 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LatencyHistogram } from './latency-histogram.js';
 
-/** What the upstream gauges read of a compiled upstream (pipeline/forward.ts). */
+/** What the upstream gauges read of an upstream's line (pipeline/upstream-queue.ts). */
 export interface UpstreamLoad {
-  readonly config: { readonly name: string };
-  readonly queue: { readonly active: number; readonly waiting: number };
+  readonly active: number;
+  readonly waiting: number;
 }
 
 /**
@@ -88,11 +88,8 @@ export class Metrics {
     },
   });
 
-  /**
-   * The upstreams in use, set by the gateway: those of the running plan and of replaced plans still draining (an
-   * upstream's pools across reloads share one queue, counted once).
-   */
-  upstreams: () => Iterable<UpstreamLoad> = () => [];
+  /** The upstream lines by name, set by the gateway. */
+  upstreamQueues: () => Iterable<readonly [string, UpstreamLoad]> = () => [];
   readonly upstreamActive: Gauge<'upstream'> = new Gauge({
     name: 'gatehouse_upstream_requests_active',
     help: 'Requests sent to the upstream and not finished yet (at most maxConnections)',
@@ -108,11 +105,9 @@ export class Metrics {
     collect: () => this.setUpstreamGauge(this.upstreamWaiting, (q) => q.waiting),
   });
 
-  private setUpstreamGauge(gauge: Gauge<'upstream'>, count: (queue: UpstreamLoad['queue']) => number): void {
-    const queues = new Map<UpstreamLoad['queue'], string>();
-    for (const u of this.upstreams()) queues.set(u.queue, u.config.name);
+  private setUpstreamGauge(gauge: Gauge<'upstream'>, count: (queue: UpstreamLoad) => number): void {
     gauge.reset();
-    for (const [queue, upstream] of queues) gauge.set({ upstream }, count(queue));
+    for (const [upstream, queue] of this.upstreamQueues()) gauge.set({ upstream }, count(queue));
   }
 
   constructor(options: { defaults?: boolean } = {}) {

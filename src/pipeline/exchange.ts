@@ -38,6 +38,11 @@ export class Exchange {
    * longer than `requestTimeout` to arrive), answered on the socket: what the client got, so what the log says.
    */
   connectionError: ProxyError | null = null;
+  /**
+   * Set by the forward stage while the request is on its way: given up as if the client had left (the answer went
+   * out on the socket instead), whether it waits in line, connects, or runs.
+   */
+  cancelForwarding: (() => void) | null = null;
 
   constructor(
     readonly plan: Plan,

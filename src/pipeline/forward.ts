@@ -7,7 +7,7 @@ import type { UpstreamConfig } from '../config/types.js';
 import { ProxyError } from '../http/errors.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Exchange } from './exchange.js';
-import { UpstreamQueue, type Queued } from './upstream-queue.js';
+import type { Queued, UpstreamQueue } from './upstream-queue.js';
 
 export interface Upstream {
   readonly config: UpstreamConfig;
@@ -15,14 +15,14 @@ export interface Upstream {
   /** The URL's path without its trailing slash, prefixed to every forwarded path. */
   readonly basePath: string;
   readonly latency: { observe(seconds: number): void };
-  /** The connection limits' line, shared by the pools this upstream name had across reloads. */
+  /** The connection limits' line of this upstream name, shared by its pools across reloads. */
   readonly queue: UpstreamQueue;
 }
 
 /** Longest a response body may stall between two chunks before the upstream connection is dropped. */
 const BODY_IDLE_MS = 300_000;
 
-export function compileUpstream(config: UpstreamConfig, metrics: Metrics, queue = new UpstreamQueue()): Upstream {
+export function compileUpstream(config: UpstreamConfig, metrics: Metrics, queue: UpstreamQueue): Upstream {
   const url = new URL(config.url);
   return {
     config,
@@ -111,11 +111,16 @@ class Forwarding implements Dispatcher.DispatchHandler, Queued {
   /** Given up while waiting in line (504, or its client left): out of line, never sent. */
   abandoned = false;
   private readonly onClose = () => {
-    if (this.settled || this.abandoned || this.res.writableFinished) return;
+    if (this.settled || this.abandoned || this.clientGone || this.res.writableFinished) return;
     this.clientGone = true;
     if (this.controller !== null) return this.controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'));
-    if (this.inLine) this.abandon(499, 'client_closed');
-    // Sent but not started yet (connecting): undici calls onRequestStart, which aborts it.
+    if (this.inLine) return this.abandon(499, 'client_closed');
+    if (this.sent === 0) return; // not yet in line or sent: send() or wait() sees clientGone
+    // Sent, its connection still being made: logged now (a shutdown may end the process before the connect does);
+    // undici aborts it in onRequestStart, or fails it, and settle() gives its place back then.
+    this.ex.status = 499;
+    this.ex.reason = 'client_closed';
+    this.resolve();
   };
   private readonly onQueueTimeout = () => {
     this.queueTimer = undefined;
@@ -150,6 +155,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Queued {
     private readonly reject: (err: ProxyError) => void,
   ) {
     this.maxConnections = upstream.config.maxConnections;
+    ex.cancelForwarding = this.onClose;
     // A client that goes away (or is cut off by a shutdown) must not leave its upstream request running
     // until the upstream timeout: that holds a pool connection and makes a graceful shutdown wait for it.
     // `on`, never removed: every response emits 'close' once, at its end; a settled one is ignored, which costs
@@ -182,6 +188,14 @@ class Forwarding implements Dispatcher.DispatchHandler, Queued {
     if (this.queueTimer !== undefined) {
       clearTimeout(this.queueTimer);
       this.queueTimer = undefined;
+    }
+    if (this.clientGone) {
+      // Left before it was sent (during a slow authentication, say): never sent, so no upstream connection is spent
+      // on a request aborted at once. Its place goes to the next in line.
+      this.ex.status = 499;
+      this.ex.reason = 'client_closed';
+      this.settle();
+      return this.resolve();
     }
     // Admitted and on its way: now a client waiting on Expect: 100-continue may send its body (server.ts leaves
     // this to us). One given up in line never is, and gets its 504 without having uploaded anything.

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { request as undiciRequest } from 'undici';
 import { reloadFrom } from '../../src/reload.js';
 import { call, client, startGatehouse, startUpstream, type Running, type Upstream } from '../support/harness.js';
+import { blackhole } from '../support/blackhole.js';
 import { until } from '../support/until.js';
 
 const yaml = (limits: string) => `version: 1
@@ -66,9 +67,13 @@ async function heldUpstream(): Promise<{ upstream: Upstream; release(): void; he
 }
 
 /** gatehouse with these upstream limits in front of a held upstream, both closed when the test ends. */
-async function heldGateway(t: Test, limits: string): Promise<{ gw: Running; held: Awaited<ReturnType<typeof heldUpstream>> }> {
+async function heldGateway(
+  t: Test,
+  limits: string,
+  more: { config?: (yaml: string) => string; env?: Record<string, string>; options?: Parameters<typeof startGatehouse>[2] } = {},
+): Promise<{ gw: Running; held: Awaited<ReturnType<typeof heldUpstream>> }> {
   const held = await heldUpstream();
-  const gw = await startGatehouse(yaml(limits), { UPSTREAM: held.upstream.url });
+  const gw = await startGatehouse((more.config ?? ((y) => y))(yaml(limits)), { UPSTREAM: held.upstream.url, ...more.env }, more.options);
   t.teardown(async () => {
     await gw.close();
     await held.upstream.close();
@@ -305,12 +310,7 @@ t.test('Expect: 100-continue waiting in line is invited to upload only when its 
 });
 
 t.test('timeout 0 (no timeout): a request waits in line as long as it takes, and still leaves it when its client does', async (t) => {
-  const held = await heldUpstream();
-  const gw = await startGatehouse(yaml('    maxConnections: 1'), { UPSTREAM: held.upstream.url, UPSTREAM_TIMEOUT: '0' });
-  t.teardown(async () => {
-    await gw.close();
-    await held.upstream.close();
-  });
+  const { gw, held } = await heldGateway(t, '    maxConnections: 1', { env: { UPSTREAM_TIMEOUT: '0' } });
   const busy = call(`${gw.url}/hold/busy`);
   await until(() => held.held === 1, 2_000, 'the connection is busy');
   const waiting = call(`${gw.url}/waits`);
@@ -329,4 +329,124 @@ t.test('timeout 0 (no timeout): a request waits in line as long as it takes, and
     held.upstream.requests.map((r) => r.url),
     ['/hold/busy', '/waits'],
   );
+});
+
+t.test('a request node answers 408 while it waits in line is given up: never sent, one access line', async (t) => {
+  const { gw, held } = await heldGateway(t, '    maxConnections: 1', { config: (y) => y.replace('  port: 0\nadmin', '  port: 0\n  requestTimeout: 600ms\nadmin') });
+  const busy = call(`${gw.url}/hold/busy`);
+  await until(() => held.held === 1, 2_000, 'the connection is busy');
+  // allowHalfOpen: the client keeps its side open after the 408 (as one still uploading would), so no 'close'
+  // tells gatehouse to give the request up.
+  const socket = connect({ port: gw.port, host: '127.0.0.1', allowHalfOpen: true });
+  t.teardown(() => socket.destroy());
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  socket.on('error', () => {});
+  // Half the body now, the rest never: the request waits in line, unread, until node's requestTimeout.
+  socket.write('POST /slow-upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello');
+  await until(() => received.startsWith('HTTP/1.1 408 '), 3_000, 'node answers 408');
+  await until(() => logOf(gw, '/slow-upload') !== undefined, 2_000, 'logged');
+  t.match(logOf(gw, '/slow-upload'), { status: 408, reason: 'request_timeout' });
+  t.equal(active(gw), 1, 'it left the line');
+  held.release();
+  t.equal((await busy).status, 200);
+  t.equal((await call(`${gw.url}/after`)).status, 200);
+  t.same(
+    held.upstream.requests.map((r) => r.url),
+    ['/hold/busy', '/after'],
+    'the request answered 408 never reached the upstream',
+  );
+  t.equal(gw.logs.filter((l) => l.path === '/slow-upload' && 'status' in l).length, 1);
+});
+
+t.test('a client that half-closes in the middle of its body gets one answer and one access line, and the upstream request ends', async (t) => {
+  const { gw, held } = await heldGateway(t, '');
+  const socket = connect(gw.port, '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  socket.on('error', () => {});
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  socket.write('POST /hold/cut HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhel');
+  await until(() => held.upstream.requests.length === 1, 2_000, 'forwarded while its body streams');
+  socket.end();
+  await until(() => gw.logs.some((l) => 'status' in l), 2_000, 'logged');
+  await until(() => active(gw) === 0, 2_000, 'the upstream request ended');
+  const lines = gw.logs.filter((l) => 'status' in l);
+  t.equal(lines.length, 1, 'one access line');
+  t.match(lines[0], { path: '/hold/cut', status: 400, reason: 'unparsable_request' });
+  t.match(received, /^HTTP\/1\.1 400 /, 'answered 400 on the half-open connection');
+});
+
+t.test('shutdown does not wait a connectTimeout for a connect in progress, and logs its request', async (t) => {
+  const hole = await blackhole();
+  t.teardown(() => hole.close());
+  const gw = await startGatehouse(yaml('').replace('  port: 0\nadmin', '  port: 0\n  shutdownTimeout: 200ms\nadmin').replace('connectTimeout: 1s', 'connectTimeout: 20s'), {
+    UPSTREAM: `http://127.0.0.1:${hole.port}`,
+  });
+  const pending = call(`${gw.url}/connecting`).catch((err: Error) => err);
+  await until(() => active(gw) === 1, 2_000, 'the request is connecting');
+  const started = Date.now();
+  await gw.close();
+  const took = Date.now() - started;
+  t.ok(took < 5_000, `closed in ${took} ms (shutdownTimeout 200ms, connectTimeout 20s)`);
+  t.ok((await pending) instanceof Error, 'the client was cut off');
+  t.match(logOf(gw, '/connecting'), { status: 499, reason: 'client_closed' });
+});
+
+t.test('a client that leaves while its request is being authenticated costs no upstream connection', async (t) => {
+  const { JwksServer, makeKey, newClock, sign } = await import('../support/jwt-fixtures.js');
+  const clock = newClock();
+  const [known, later] = await Promise.all([makeKey('ES256', 'known'), makeKey('ES256', 'later')]);
+  const jwks = await JwksServer.start([known.jwk]);
+  t.teardown(() => jwks.close());
+  const auth = `auth:
+  jwt:
+    providers:
+      - { name: sso, issuer: "https://auth.example.com/", audience: [api], algorithms: [ES256], jwksUrl: "${jwks.url}", claims: { tenant: org_id } }
+routes:`;
+  const { gw, held } = await heldGateway(t, '', { config: (y) => y.replace('routes:', auth).replace('auth: none', 'auth: any'), options: { clock } });
+  t.equal((await call(`${gw.url}/warm`, { headers: { authorization: `Bearer ${await sign(known, clock)}` } })).status, 200);
+  t.equal(held.accepted, 1);
+  // A token of a key the IdP just published: verifying it waits for the JWKS, which the test holds.
+  jwks.publish([known.jwk, later.jwk]);
+  clock.advance(60_000); // past the unknown-kid cooldown
+  jwks.mode = 'slow';
+  const before = jwks.requests;
+  const socket = connect(gw.port, '127.0.0.1');
+  socket.on('error', () => {});
+  socket.write(`GET /left HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${await sign(later, clock)}\r\n\r\n`);
+  await until(() => jwks.requests > before, 2_000, 'the JWKS is being fetched');
+  socket.destroy();
+  await delay(50);
+  jwks.release();
+  jwks.mode = 'ok';
+  await until(() => logOf(gw, '/left') !== undefined, 2_000, 'logged');
+  t.match(logOf(gw, '/left'), { status: 499, reason: 'client_closed' });
+  t.equal((await call(`${gw.url}/next`, { headers: { authorization: `Bearer ${await sign(known, clock)}` } })).status, 200);
+  t.equal(held.accepted, 1, 'the kept-alive connection was neither spent on it nor destroyed');
+  t.same(
+    held.upstream.requests.map((r) => r.url),
+    ['/warm', '/next'],
+  );
+});
+
+t.test('an upstream dropped by a reload and brought back by the next keeps its count', async (t) => {
+  const { gw, held } = await heldGateway(t, '    maxConnections: 1\n    maxPending: 1');
+  const old = call(`${gw.url}/hold/old`);
+  await until(() => held.held === 1, 2_000, 'the first plan holds the connection');
+  const literal = (text: string) => text.replace('${UPSTREAM}', held.upstream.url).replace('${UPSTREAM_TIMEOUT:-5s}', '5s');
+  const other = literal(yaml('    maxConnections: 1\n    maxPending: 1')).replace('  default:', '  other:').replace('auth: none', 'auth: none\n    upstream: other');
+  writeFileSync(gw.configPath, other);
+  t.equal(reloadFrom(gw.gateway, gw.configPath), 'ok');
+  writeFileSync(gw.configPath, literal(yaml('    maxConnections: 1\n    maxPending: 1')));
+  t.equal(reloadFrom(gw.gateway, gw.configPath), 'ok');
+  const back = call(`${gw.url}/hold/back`);
+  await until(async () => (await gauges(gw))[1] === 1, 2_000, 'the request waits: the first plan still runs one');
+  t.same(await gauges(gw), [1, 1]);
+  t.equal(held.peakRequests, 1);
+  held.release();
+  await until(() => held.held === 1, 2_000, 'sent once the old one is done');
+  held.release();
+  t.same((await Promise.all([old, back])).map((a) => a.status), [200, 200]);
+  t.equal(held.peakRequests, 1, 'never two at once');
 });
