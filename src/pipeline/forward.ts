@@ -172,7 +172,8 @@ class Forwarding implements Dispatcher.DispatchHandler, Queued {
       connection.on('close', this.onClose);
       if (connection.destroyed) this.onClose();
     }
-    if (res.destroyed) this.onClose();
+    // Gone already, or already answered on the socket by node (a body too slow while it was being authenticated).
+    if (res.destroyed || ex.connectionError !== null) this.onClose();
   }
 
   wait(): void {

@@ -393,10 +393,10 @@ t.test('shutdown does not wait a connectTimeout for a connect in progress, and l
   t.match(logOf(gw, '/connecting'), { status: 499, reason: 'client_closed' });
 });
 
-t.test('a client that leaves while its request is being authenticated costs no upstream connection', async (t) => {
+t.test('a request whose client leaves, or that node answers 408, while it is being authenticated is never sent', async (t) => {
   const { JwksServer, makeKey, newClock, sign } = await import('../support/jwt-fixtures.js');
   const clock = newClock();
-  const [known, later] = await Promise.all([makeKey('ES256', 'known'), makeKey('ES256', 'later')]);
+  const [known, later, third] = await Promise.all([makeKey('ES256', 'known'), makeKey('ES256', 'later'), makeKey('ES256', 'third')]);
   const jwks = await JwksServer.start([known.jwk]);
   t.teardown(() => jwks.close());
   const auth = `auth:
@@ -404,7 +404,10 @@ t.test('a client that leaves while its request is being authenticated costs no u
     providers:
       - { name: sso, issuer: "https://auth.example.com/", audience: [api], algorithms: [ES256], jwksUrl: "${jwks.url}", claims: { tenant: org_id } }
 routes:`;
-  const { gw, held } = await heldGateway(t, '', { config: (y) => y.replace('routes:', auth).replace('auth: none', 'auth: any'), options: { clock } });
+  const { gw, held } = await heldGateway(t, '', {
+    config: (y) => y.replace('routes:', auth).replace('auth: none', 'auth: any').replace('  port: 0\nadmin', '  port: 0\n  requestTimeout: 600ms\nadmin'),
+    options: { clock },
+  });
   t.equal((await call(`${gw.url}/warm`, { headers: { authorization: `Bearer ${await sign(known, clock)}` } })).status, 200);
   t.equal(held.accepted, 1);
   // A token of a key the IdP just published: verifying it waits for the JWKS, which the test holds.
@@ -428,6 +431,30 @@ routes:`;
     held.upstream.requests.map((r) => r.url),
     ['/warm', '/next'],
   );
+  // The same wait with a body that stops coming: node answers 408 while the request is still being authenticated.
+  jwks.publish([known.jwk, later.jwk, third.jwk]);
+  clock.advance(60_000);
+  jwks.mode = 'slow';
+  const again = jwks.requests;
+  const slow = connect({ port: gw.port, host: '127.0.0.1', allowHalfOpen: true });
+  t.teardown(() => slow.destroy());
+  slow.on('error', () => {});
+  let received = '';
+  slow.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  slow.write(`POST /slow-body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nAuthorization: Bearer ${await sign(third, clock)}\r\n\r\nhello`);
+  await until(() => jwks.requests > again, 2_000, 'the JWKS is being fetched again');
+  await until(() => received.startsWith('HTTP/1.1 408 '), 3_000, 'node answers 408');
+  jwks.release();
+  jwks.mode = 'ok';
+  await until(() => logOf(gw, '/slow-body') !== undefined, 2_000, 'logged');
+  t.match(logOf(gw, '/slow-body'), { status: 408, reason: 'request_timeout' });
+  t.equal((await call(`${gw.url}/last`, { headers: { authorization: `Bearer ${await sign(known, clock)}` } })).status, 200);
+  t.same(
+    held.upstream.requests.map((r) => r.url),
+    ['/warm', '/next', '/last'],
+    'the request answered 408 never reached the upstream',
+  );
+  t.equal(gw.logs.filter((l) => l.path === '/slow-body' && 'status' in l).length, 1);
 });
 
 t.test('an upstream dropped by a reload and brought back by the next keeps its count', async (t) => {
