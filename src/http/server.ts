@@ -107,7 +107,8 @@ export class Gateway {
     this.runtime = { clock, logger, metrics, store, upstreamQueues: new Map() };
     this.current = compilePlan(config, this.runtime);
     settleLargeKeyTable(this.current);
-    metrics.upstreamQueues = () => this.runtime.upstreamQueues;
+    // Upstreams of the running config, and dropped ones while they still have requests.
+    metrics.upstreamQueues = () => [...this.runtime.upstreamQueues].filter(([name, q]) => this.current.upstreams.has(name) || q.active + q.waiting > 0);
     const s = config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
@@ -250,6 +251,11 @@ export class Gateway {
     const config = pending.length === 0 ? next : keepRunning(next, old.config);
     this.current = compilePlan(config, this.runtime, old);
     settleLargeKeyTable(this.current);
+    // The line of an upstream this config dropped is kept while it has requests (a later reload may bring the
+    // upstream back); an idle one goes.
+    for (const [name, queue] of this.runtime.upstreamQueues) {
+      if (!this.current.upstreams.has(name) && queue.active + queue.waiting === 0) this.runtime.upstreamQueues.delete(name);
+    }
     // Read by node:http on every sweep and every new connection: tightening them against slow clients needs no
     // restart. The sweep's own interval stays as started (at most a second).
     Object.assign(this.server, serverTimeouts(config.server));
@@ -270,23 +276,29 @@ export class Gateway {
     return (this.closing ??= this.shutdown());
   }
 
+  /** Until every request has ended and every upgrade socket closed, or `ms` passed. */
+  private async drain(ms: number): Promise<void> {
+    if (this.inFlight === 0 && this.upgrades.size === 0) return;
+    await new Promise<void>((resolve) => {
+      // Called whenever a request ends or an upgrade socket closes.
+      this.drained = () => {
+        if (this.inFlight === 0 && this.upgrades.size === 0) resolve();
+      };
+      setTimeout(resolve, ms).unref();
+    });
+  }
+
   private async shutdown(): Promise<void> {
     this.draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
-    if (this.inFlight > 0 || this.upgrades.size > 0) {
-      const timeout = this.current.config.server.shutdownTimeoutMs;
-      await new Promise<void>((resolve) => {
-        // Called whenever a request ends or an upgrade socket closes.
-        this.drained = () => {
-          if (this.inFlight === 0 && this.upgrades.size === 0) resolve();
-        };
-        setTimeout(resolve, timeout).unref();
-      });
-    }
+    await this.drain(this.current.config.server.shutdownTimeoutMs);
     this.server.closeAllConnections();
     for (const socket of this.upgrades) socket.destroy();
     await closed;
+    // The cut requests end on their sockets' 'close' events, a turn of the event loop later (node's close callback
+    // comes first): let them log their 499 before the pools go, one still connecting included.
+    await this.drain(CUT_REQUESTS_MS);
     if (this.admin?.listening) await new Promise<void>((resolve) => this.admin!.close(() => resolve()));
     // Whatever still runs was cut off above; a connect still in progress (an upstream that does not accept) must
     // not hold the exit for a connectTimeout.
@@ -294,6 +306,9 @@ export class Gateway {
     await this.runtime.store.close();
   }
 }
+
+/** How long shutdown waits, once it has cut every connection, for the requests on them to end and be logged. */
+const CUT_REQUESTS_MS = 1_000;
 
 function listenOn(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -477,3 +477,37 @@ t.test('an upstream dropped by a reload and brought back by the next keeps its c
   t.same((await Promise.all([old, back])).map((a) => a.status), [200, 200]);
   t.equal(held.peakRequests, 1, 'never two at once');
 });
+
+t.test('shutdown logs a request that was sent from the line and is still connecting when shutdownTimeout ends', async (t) => {
+  const hole = await blackhole();
+  t.teardown(() => hole.close());
+  // A's connect times out (undici fires a 400 ms connect timeout after about a second) and B, waiting behind it, is
+  // sent; at 1.5 s the drain ends with B still connecting.
+  const gw = await startGatehouse(
+    yaml('    maxConnections: 1').replace('  port: 0\nadmin', '  port: 0\n  shutdownTimeout: 1500ms\nadmin').replace('connectTimeout: 1s', 'connectTimeout: 400ms'),
+    { UPSTREAM: `http://127.0.0.1:${hole.port}` },
+  );
+  const a = call(`${gw.url}/a`);
+  await until(() => active(gw) === 1, 2_000, 'A is connecting');
+  const b = call(`${gw.url}/b`).catch((err: Error) => err);
+  await until(() => active(gw) === 2, 2_000, 'B waits behind it');
+  await gw.close();
+  t.equal((await a).status, 504, 'A: the connect timed out');
+  t.ok((await b) instanceof Error, 'B: cut off');
+  t.match(logOf(gw, '/a'), { status: 504 });
+  t.match(logOf(gw, '/b'), { status: 499, reason: 'client_closed' }, 'B has its access line');
+});
+
+t.test('an upstream a reload drops leaves /metrics once it has nothing running', async (t) => {
+  const { gw, held } = await heldGateway(t, '    maxConnections: 1');
+  const literal = (text: string) => text.replace('${UPSTREAM}', held.upstream.url).replace('${UPSTREAM_TIMEOUT:-5s}', '5s');
+  const withExtra = literal(yaml('    maxConnections: 1')).replace('upstreams:\n', `upstreams:\n  extra:\n    url: ${held.upstream.url}\n`);
+  writeFileSync(gw.configPath, withExtra);
+  t.equal(reloadFrom(gw.gateway, gw.configPath), 'ok');
+  const names = async () => [...(await call(`${gw.adminUrl}/metrics`)).text.matchAll(/^gatehouse_upstream_requests_active\{upstream="([^"]+)"\}/gm)].map((m) => m[1]).sort();
+  t.same(await names(), ['default', 'extra']);
+  writeFileSync(gw.configPath, literal(yaml('    maxConnections: 1')));
+  t.equal(reloadFrom(gw.gateway, gw.configPath), 'ok');
+  t.same(await names(), ['default'], 'extra is gone');
+  t.same([...gw.gateway.plan.runtime.upstreamQueues.keys()], ['default'], 'and so is its line');
+});
